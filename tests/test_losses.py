@@ -1,0 +1,103 @@
+"""Loss terms on small inputs with hand-computed values."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ngd_jax import losses
+
+
+def test_huber_quadratic_and_linear_regimes():
+  pred = jnp.array([0.0, 0.0, 0.0])
+  target = jnp.array([0.001, 0.005, 0.105])
+  # 0.5 e^2 below delta, delta (e - delta / 2) above.
+  expected = np.mean([0.5 * 0.001**2, 0.5 * 0.005**2, 0.005 * (0.105 - 0.0025)])
+  np.testing.assert_allclose(losses.huber(pred, target, 0.005), expected, rtol=1e-6)
+
+
+def test_ssim_loss_zero_for_identical_and_positive_otherwise():
+  img = jax.random.uniform(jax.random.PRNGKey(0), (32, 32, 1))
+  assert abs(float(losses.ssim_loss(img, img))) < 1e-6
+  noisy = jnp.clip(img + 0.2 * jax.random.normal(jax.random.PRNGKey(1), img.shape), 0, 1)
+  assert float(losses.ssim_loss(noisy, img)) > 0.1
+
+
+def test_silhouette_loss_ignores_hands():
+  mask = jnp.zeros((4, 4)).at[:2].set(1.0)
+  hands = jnp.zeros((4, 4)).at[3, 3].set(1.0)
+  alpha = mask.at[3, 3].set(1.0)  # covers a hand pixel: not penalised
+  assert float(losses.silhouette_loss(alpha, mask, hands)) == 0.0
+  alpha = mask.at[3, 2].set(1.0)  # one wrong pixel of 16
+  np.testing.assert_allclose(losses.silhouette_loss(alpha, mask, hands), 1 / 16, rtol=1e-6)
+
+
+def test_render_loss_parts_and_mask_on_rendered_diffuse():
+  weights = losses.RenderLossWeights(render=5.0, huber=0.65, huber_delta=0.005, ssim=0.35, mask=0.4)
+  mask = jnp.zeros((16, 16)).at[4:12, 4:12].set(1.0)
+  target = (0.5 * mask)[..., None]
+  # Rendered diffuse outside the mask is ignored: the render must equal the target there.
+  diffuse = jnp.full((16, 16, 1), 0.5)
+  parts = losses.render_loss(diffuse, mask, target, mask, jnp.zeros_like(mask), weights)
+  for name, value in parts.items():
+    assert abs(float(value)) < 1e-6, name
+  parts = losses.render_loss(diffuse * 0.0, mask * 0.0, target, mask, jnp.zeros_like(mask), weights)
+  np.testing.assert_allclose(parts['mask'], 5.0 * 0.4 * 64 / 256, rtol=1e-6)
+  expected_huber = 5.0 * 0.65 * np.mean(np.where(np.asarray(mask) > 0, 0.005 * (0.5 - 0.0025), 0.0))
+  np.testing.assert_allclose(parts['huber'], expected_huber, rtol=1e-5)
+
+
+def test_target_diffuse_faces_camera():
+  normal = jnp.array([[[0.0, 0.0, -1.0], [0.0, 0.0, 1.0], [0.6, 0.0, -0.8]]])
+  mask = jnp.ones((1, 3))
+  np.testing.assert_allclose(losses.target_diffuse(normal, mask)[..., 0], [[1.0, 0.0, 0.8]], rtol=1e-6)
+
+
+def test_jacobian_loss_identity_zero_and_masking():
+  jac = jnp.broadcast_to(jnp.eye(3), (4, 3, 3)).at[1].add(0.1)
+  weight = jnp.array([1.0, 1.0, 1.0, 0.0])
+  np.testing.assert_allclose(losses.jacobian_loss(jac, weight, jnp.float32(3)), 9 * 0.01 / 27, rtol=1e-5)
+  assert float(losses.jacobian_loss(jac, weight.at[1].set(0.0), jnp.float32(3))) == 0.0
+
+
+def test_depth_pairs_inside_mask_and_box():
+  mask = jnp.zeros((64, 64)).at[20:40, 10:30].set(1.0)
+  first, second, valid = losses.sample_depth_pairs(jax.random.PRNGKey(0), mask, 200, 8, in_mask=True)
+  rows_a, cols_a, rows_b, cols_b = first // 64, first % 64, second // 64, second % 64
+  assert np.all(np.asarray(mask.reshape(-1)[first]) == 1.0)
+  assert np.all(np.abs(np.asarray(rows_a - rows_b)) <= 4) and np.all(np.abs(np.asarray(cols_a - cols_b)) <= 4)
+  np.testing.assert_array_equal(np.asarray(valid), np.asarray(mask.reshape(-1)[second]))
+  assert float(valid.mean()) > 0.5
+
+
+def test_depth_ranking_loss_sign_and_margin():
+  target = jnp.array([[1.0, 2.0]])  # pixel 0 nearer
+  pairs = (jnp.array([0]), jnp.array([1]), jnp.array([1.0]))
+  good = jnp.array([[0.9, 0.5]])  # rendered: nearer = larger
+  bad = jnp.array([[0.5, 0.9]])
+  assert float(losses.depth_ranking_loss(good, target, pairs, 0.1)) == 0.0
+  np.testing.assert_allclose(losses.depth_ranking_loss(bad, target, pairs, 0.1), 0.5, rtol=1e-6)
+  unknown = jnp.array([[1.0, jnp.nan]])
+  assert float(losses.depth_ranking_loss(bad, unknown, pairs, 0.1)) == 0.0
+
+
+@pytest.mark.parametrize('pixels', [1, 2])
+def test_erode_matches_scipy(pixels):
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+
+  mask = np.zeros((20, 20), np.float32)
+  mask[3:17, 5:15] = 1
+  mask[8, 8] = 0
+  expected = ndimage.binary_erosion(mask, np.ones((2 * pixels + 1,) * 2), border_value=0)
+  np.testing.assert_array_equal(np.asarray(losses.erode(jnp.asarray(mask), pixels)), expected.astype(np.float32))
+
+
+def test_texture_loss_relative_and_gradient_stops_denominator():
+  rendered = jnp.full((2, 2, 3), 0.3)
+  target = jnp.full((2, 2, 3), 0.1)
+  mask = jnp.array([[1.0, 1.0], [0.0, 0.0]])
+  np.testing.assert_allclose(losses.texture_loss(rendered, target, mask), 0.04 / 0.1, rtol=1e-5)
+  grad = jax.grad(lambda r: losses.texture_loss(r, target, mask))(rendered)
+  # d/dr (r - t)^2 / c with c held constant: 2 (r - t) / c / (num masked values).
+  np.testing.assert_allclose(grad[0, 0, 0], 2 * 0.2 / 0.1 / 6, rtol=1e-5)
+  assert float(grad[1, 1, 0]) == 0.0

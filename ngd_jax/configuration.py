@@ -1,0 +1,80 @@
+"""Checks a configuration before any work starts: one clear error per bad value.
+
+Unknown keys are already rejected by the locked ConfigDict (`--config.trian.x=1` fails naming the
+key); this module checks values: allowed choices, ranges and consistency between fields.
+"""
+
+import os
+
+import ml_collections
+
+_CHOICES = {
+    'template.source': ('sequence', 'body'),
+    'template.garment': ('', 'skirt', 'dress', 'tshirt', 'trousers'),
+    'skinning.method': ('exp', 'knn'),
+    'geometry.solver': ('auto', 'cg', 'cholesky'),
+    'render.backend': ('auto', 'ffi', 'jax'),
+    'export.video_format': ('gif', 'mp4'),
+    'data.synthetic_preset': ('', 'tiny', 'demo', 'skirt', 'dress', 'tshirt'),
+}
+
+_POSITIVE = (
+    'data.resolution', 'data.frame_stride', 'train.num_epochs', 'train.static_lr', 'train.static_lr_end',
+    'train.static_lr_steps', 'train.network_lr', 'train.network_lr_end', 'train.network_lr_steps',
+    'train.adam_eps', 'train.checkpoint_every_steps', 'train.keep_checkpoints', 'train.log_every_steps',
+    'train.image_every_steps', 'geometry.cg_tol', 'geometry.cg_maxiter', 'geometry.pose_components',
+    'geometry.hash_levels', 'geometry.hash_features', 'geometry.hash_log2_table_size',
+    'geometry.hash_base_resolution', 'geometry.mlp_width', 'render.near', 'render.far',
+    'loss.huber_delta', 'loss.depth_pairs', 'loss.depth_box', 'remesh.capacity_multiple',
+    'appearance.num_epochs', 'appearance.texture_size', 'appearance.lr', 'appearance.lr_end',
+    'appearance.pose_components', 'appearance.hash_levels', 'appearance.hash_features',
+    'appearance.hash_log2_table_size', 'appearance.hash_base_resolution', 'appearance.mlp_width',
+    'eval.chamfer_samples', 'skinning.sigma', 'skinning.knn',
+)
+
+
+class ConfigError(ValueError):
+  """A configuration value that cannot work; the message names the key and the fix."""
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str):
+  value = config
+  for part in dotted.split('.'):
+    value = value[part]
+  return value
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for the first bad value found."""
+  for key, allowed in _CHOICES.items():
+    value = _get(config, key)
+    if value not in allowed:
+      raise ConfigError(f'--config.{key}={value!r} is not one of {allowed}.')
+  for key in _POSITIVE:
+    value = _get(config, key)
+    if not value > 0:
+      raise ConfigError(f'--config.{key}={value!r} must be > 0.')
+  if not 0 <= config.train.warmup_epochs <= config.train.num_epochs:
+    raise ConfigError(
+        f'--config.train.warmup_epochs={config.train.warmup_epochs} must lie in [0, train.num_epochs='
+        f'{config.train.num_epochs}].'
+    )
+  if config.render.far <= config.render.near:
+    raise ConfigError('--config.render.far must be larger than --config.render.near.')
+  if not 0.0 < config.remesh.quantile < 1.0:
+    raise ConfigError(f'--config.remesh.quantile={config.remesh.quantile} must lie in (0, 1).')
+  epochs = tuple(config.remesh.epochs)
+  if config.remesh.enabled and (list(epochs) != sorted(set(epochs)) or any(
+      not 0 < e < config.train.num_epochs for e in epochs)):
+    raise ConfigError(
+        f'--config.remesh.epochs={epochs} must be increasing epochs inside (0, train.num_epochs='
+        f'{config.train.num_epochs}); set --config.remesh.enabled=False to turn remeshing off.'
+    )
+  if config.data.path:
+    if not os.path.isdir(config.data.path):
+      raise ConfigError(f'--config.data.path={config.data.path!r} is not a folder: point it at a sequence folder.')
+  elif not config.data.synthetic_preset:
+    raise ConfigError(
+        'No input sequence: pass --config.data.path=DIR (a sequence folder, see DESIGN.md section 3) '
+        'or --config.data.synthetic_preset=demo.'
+    )

@@ -1,0 +1,40 @@
+"""Command line entry point: parses flags and dispatches to train, eval or export.
+
+  python -m ngd_jax.main --config=configs/seq187.py --workdir=runs/seq187 \
+      [--mode=train|eval|export] [--config.train.num_epochs=50 ...]
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from ngd_jax import configuration
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Configuration file (configs/*.py).', lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder: checkpoints, logs, metrics, exports.')
+_MODE = flags.DEFINE_enum(
+    'mode', 'train', ['train', 'eval', 'export'],
+    'train: train (resuming from the workdir) then evaluate; eval: restore and evaluate; '
+    'export: restore and write meshes, texture, animation and previews.',
+)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  config = _CONFIG.value
+  configuration.validate(config)
+  # Imported here so that --help and config errors answer without loading JAX.
+  from ngd_jax import evaluate, export, train  # pylint: disable=g-import-not-at-top
+
+  if _MODE.value == 'train':
+    train.train_and_evaluate(config, _WORKDIR.value)
+  elif _MODE.value == 'eval':
+    evaluate.evaluate_run(config, _WORKDIR.value)
+  else:
+    export.export_run(config, _WORKDIR.value)
+
+
+if __name__ == '__main__':
+  app.run(main)

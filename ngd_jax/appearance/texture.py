@@ -1,0 +1,79 @@
+"""Static + dynamic texture, T = clamp(T^S + T^D, 0, 1) (METHOD.md section 7).
+
+T^S is a learnable image [S, S, 3] looked up bilinearly; T^D is a hash grid over (u, v, 2-D pose
+code) feeding a small MLP, so shading that changes with the pose (folds, self-shadowing) does
+not leak into the static texture. Both are evaluated per covered pixel.
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from ngd_jax.appearance import hash_encoding
+from ngd_jax.render import texture as texture_lookup
+
+
+class DynamicTexture(nn.Module):
+  """(uv [N, 2] in [0, 1], pose code [P] in [0, 1]) -> RGB offsets [N, 3]; MLP width x depth -> 3."""
+
+  hash_levels: int
+  hash_features: int
+  hash_log2_table_size: int
+  hash_base_resolution: int
+  hash_growth: float
+  mlp_width: int
+  mlp_depth: int
+
+  @nn.compact
+  def __call__(self, uv: Float[Array, 'N 2'], pose_code: Float[Array, 'P']) -> Float[Array, 'N 3']:
+    inputs = jnp.concatenate([uv, jnp.broadcast_to(pose_code, (uv.shape[0], pose_code.shape[-1]))], axis=-1)
+    x = hash_encoding.HashGridEncoding(
+        num_levels=self.hash_levels,
+        features=self.hash_features,
+        log2_table_size=self.hash_log2_table_size,
+        base_resolution=self.hash_base_resolution,
+        growth=self.hash_growth,
+    )(inputs)
+    for layer in range(self.mlp_depth):
+      x = nn.relu(nn.Dense(self.mlp_width, name=f'hidden_{layer}')(x))
+    # A zero output layer: the dynamic texture starts at exactly 0 when it is switched on.
+    return nn.Dense(3, kernel_init=nn.initializers.zeros, name='out')(x)
+
+
+def dynamic_texture_from_config(appearance_config) -> DynamicTexture:
+  """The dynamic texture with sizes from config.appearance (configs/default.py)."""
+  return DynamicTexture(
+      hash_levels=appearance_config.hash_levels,
+      hash_features=appearance_config.hash_features,
+      hash_log2_table_size=appearance_config.hash_log2_table_size,
+      hash_base_resolution=appearance_config.hash_base_resolution,
+      hash_growth=appearance_config.hash_growth,
+      mlp_width=appearance_config.mlp_width,
+      mlp_depth=appearance_config.mlp_depth,
+  )
+
+
+def shade(
+    static_texture: Float[Array, 'S S 3'],
+    dynamic_texture: DynamicTexture,
+    dynamic_params,
+    uv: Float[Array, 'H W 2'],
+    pose_code: Float[Array, 'P'],
+    dynamic_weight: Array | float,
+) -> Float[Array, 'H W 3']:
+  """clamp(T^S(uv) + w T^D(uv, pose), 0, 1) per pixel; w = 0 keeps the dynamic texture off."""
+  height, width = uv.shape[:2]
+  base = texture_lookup(static_texture, uv)
+  offset = dynamic_texture.apply(dynamic_params, jnp.clip(uv.reshape(-1, 2), 0.0, 1.0), pose_code)
+  return jnp.clip(base + dynamic_weight * offset.reshape(height, width, 3), 0.0, 1.0)
+
+
+def normalize_pose_code(code: Array, low: Array, high: Array) -> Array:
+  """Maps a texture pose code into [0, 1] with the training range (low, high), clipped."""
+  return jnp.clip((code - low) / jnp.maximum(high - low, 1e-6), 0.0, 1.0)
+
+
+def linear_decay(step: Array, total_steps: int, start: float) -> Array:
+  """start at step 0, decaying linearly to 0 at total_steps (pose-code noise, METHOD.md 7)."""
+  return start * jnp.clip(1.0 - step / max(total_steps, 1), 0.0, 1.0)
+

@@ -1,0 +1,140 @@
+"""Host: restore a run and measure it against the sequence's ground truth (METHOD.md section 8).
+
+Geometry: per training frame, the posed garment against gt/garment/<frame>.ply (Chamfer x 10^3 in
+the paper's convention, plain Chamfer in mm, normal consistency). Appearance: the textured
+garment rendered from each held-out camera against gt/views/<name>/ (PSNR, SSIM, LPIPS), both
+images masked to the garment (prediction by its coverage, target by the view's mask) and compared
+over the whole frame. The LBS-only baseline (the template skinned, no deformation, a flat mean
+garment colour) is measured the same way for reference.
+"""
+
+import json
+import logging
+import os
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ngd_jax import body
+from ngd_jax import checkpoint as checkpoint_lib
+from ngd_jax import frames as frames_lib
+from ngd_jax import metrics
+from ngd_jax import pipeline
+from ngd_jax import render
+from ngd_jax import texturing
+from ngd_jax import train
+
+
+class Trained(NamedTuple):
+  """A restored run: inputs, geometry and (if trained) appearance."""
+
+  run: train.Run
+  geometry: train.GeometryResult
+  appearance: texturing.AppearanceState | None
+  posed: np.ndarray  # float32 [T, V, 3], final garment per training frame.
+  faces: np.ndarray  # int32 [F, 3]
+
+
+def load_trained(config: ml_collections.ConfigDict, workdir: str) -> Trained:
+  """Host: restores checkpoint eval.checkpoint_step (-1: latest) and poses the garment per frame."""
+  run = train.Run(config, pipeline.load_inputs(config))
+  checkpointer = checkpoint_lib.Checkpointer(workdir, config.train.keep_checkpoints)
+  step = None if config.eval.checkpoint_step < 0 else config.eval.checkpoint_step
+  restored = train.restore_run(run, checkpointer, step)
+  checkpointer.close()
+  if restored is None:
+    raise FileNotFoundError(f'No checkpoint in {checkpointer.directory}: train first (--mode=train).')
+  geometry = train.GeometryResult(restored.constants, restored.geometry, run.mesh_of_state(restored.geometry),
+                                  restored.meta)
+  posed, faces = texturing.posed_frames(run, geometry)
+  return Trained(run, geometry, restored.appearance, posed, faces)
+
+
+def lbs_baseline(run: train.Run) -> np.ndarray:
+  """The template skinned to every training frame, float32 [T, V, 3] (no deformation)."""
+  mesh = run.mesh_for(run.inputs.template_vertices, run.inputs.template_faces)
+  posed = body.lbs_frames(mesh.operators.rest_vertices, mesh.skinning_weights, jnp.asarray(run.bank.transforms))
+  return np.asarray(posed)[:, : len(run.inputs.template_vertices)]
+
+
+def mean_garment_colour(bank: frames_lib.FrameBank) -> np.ndarray:
+  weights = bank.mask[..., None].astype(np.float64)
+  return (np.sum(bank.rgb * weights, axis=(0, 1, 2)) / 255.0 / max(weights.sum(), 1.0)).astype(np.float32)
+
+
+def image_metrics(pred: np.ndarray, target: np.ndarray, use_lpips: bool) -> dict[str, float]:
+  out = {'psnr': float(metrics.psnr(jnp.asarray(pred), jnp.asarray(target))),
+         'ssim': float(metrics.ssim(jnp.asarray(pred), jnp.asarray(target)))}
+  if use_lpips:
+    out['lpips'] = float(metrics.lpips(jnp.asarray(pred), jnp.asarray(target)))
+  return out
+
+
+def evaluate_trained(trained: Trained) -> dict[str, Any]:
+  """Per-frame and mean metrics of the reconstruction and the LBS-only baseline."""
+  run, config = trained.run, trained.run.config
+  seq, bank = run.inputs.sequence, run.bank
+  baseline = lbs_baseline(run)
+  colour = mean_garment_colour(bank)
+  num_frames = bank.num_frames if config.eval.max_frames < 0 else min(bank.num_frames, config.eval.max_frames)
+  per_frame = []
+  for t in range(num_frames):
+    index = int(bank.indices[t])
+    name = seq.frames[index]
+    entry = {'frame': name, 'reconstruction': {}, 'lbs_baseline': {}}
+    if name in seq.gt_frames:
+      gt = seq.gt_mesh(index)
+      for key, (vertices, faces) in (('reconstruction', (trained.posed[t], trained.faces)),
+                                     ('lbs_baseline', (baseline[t], run.inputs.template_faces))):
+        result = metrics.chamfer((vertices, faces), gt, config.eval.chamfer_samples, seed=t)
+        entry[key].update(chamfer_sq_x1e3=float(result.chamfer_sq_x1e3), chamfer_mm=float(result.chamfer_mm),
+                          normal_consistency=float(result.normal_consistency))
+    for view_name in sorted(seq.eval_cameras):
+      view = seq.eval_view(view_name, index, config.data.resolution)
+      size = view.mask.shape
+      world_to_clip = jnp.asarray(frames_lib.clip_matrix(view.camera, size, config.render))
+      target = view.rgb * view.mask[..., None]
+      if trained.appearance is not None:
+        pred, _ = texturing.render_textured(config, trained.appearance, jnp.asarray(trained.posed[t]),
+                                            jnp.asarray(trained.faces), world_to_clip, jnp.asarray(bank.pose[t]), size)
+        views = entry['reconstruction'].setdefault('views', {})
+        views[view_name] = image_metrics(pred, target, config.eval.lpips)
+      flat = render.render_colors(jnp.asarray(baseline[t]), jnp.asarray(run.inputs.template_faces),
+                                  jnp.broadcast_to(jnp.asarray(colour), baseline[t].shape), world_to_clip, size,
+                                  backend=config.render.backend)
+      base_views = entry['lbs_baseline'].setdefault('views', {})
+      base_views[view_name] = image_metrics(np.asarray(flat.rgb), target, config.eval.lpips)
+    for key in ('reconstruction', 'lbs_baseline'):
+      views = entry[key].get('views')
+      if views:
+        for metric in next(iter(views.values())):
+          entry[key][metric] = float(np.mean([v[metric] for v in views.values()]))
+    per_frame.append(entry)
+  summary = metrics.summarize(per_frame)
+  return {
+      'reconstruction': {k: v for k, v in summary.get('reconstruction', {}).items() if k != 'views'},
+      'lbs_baseline': {k: v for k, v in summary.get('lbs_baseline', {}).items() if k != 'views'},
+      'per_frame': per_frame,
+      'frames': num_frames,
+      'train_wall_seconds': float(trained.geometry.meta.get('wall_seconds', 0.0)),
+      'faces': int(trained.faces.shape[0]),
+      'vertices': int(trained.posed.shape[1]),
+  }
+
+
+def write_json(path: str, value: Any) -> None:
+  with open(path + '.tmp', 'w') as f:
+    json.dump(value, f, indent=2)
+  os.replace(path + '.tmp', path)
+
+
+def evaluate_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """--mode=eval: restore, measure, write workdir/metrics.json and print the table."""
+  result = evaluate_trained(load_trained(config, workdir))
+  write_json(os.path.join(workdir, 'metrics.json'), result)
+  table = metrics.format_table(result)
+  logging.info('Metrics (%d frames):\n%s', result['frames'], table)
+  print(table, flush=True)
+  return result

@@ -1,0 +1,92 @@
+"""Host: the training frames of a sequence, loaded once at the training resolution.
+
+One step reads one frame (METHOD.md section 5), so the frames are decoded once into host arrays
+and each step transfers one slice; images stay uint8 where that loses nothing.
+"""
+
+from typing import NamedTuple
+
+import ml_collections
+import numpy as np
+
+from ngd_jax import data
+from ngd_jax import losses
+from ngd_jax import render
+
+
+class FrameBank(NamedTuple):
+  """All training frames (T of them) at resolution (H, W); row t is sequence frame indices[t]."""
+
+  indices: np.ndarray  # int [T]
+  rgb: np.ndarray  # uint8 [T, H, W, 3]
+  mask: np.ndarray  # uint8 [T, H, W], garment mask 0/1
+  hands: np.ndarray  # uint8 [T, H, W], hands mask 0/1 (zeros if absent or unused)
+  target_diffuse: np.ndarray  # float32 [T, H, W, 1], clip(n . towards camera, 0, 1) x mask
+  depth: np.ndarray  # float32 [T, H, W], relative depth, nan = unknown (all nan if absent)
+  world_to_clip: np.ndarray  # float32 [T, 4, 4]
+  world_to_camera: np.ndarray  # float32 [T, 4, 4]
+  transforms: np.ndarray  # float32 [T, K, 4, 4] body LBS transforms
+  pose: np.ndarray  # float32 [T, P] body pose vectors
+
+  @property
+  def num_frames(self) -> int:
+    return len(self.indices)
+
+  @property
+  def resolution(self) -> tuple[int, int]:
+    return self.mask.shape[1:3]
+
+  @property
+  def has_depth(self) -> bool:
+    return bool(np.isfinite(self.depth).any())
+
+
+def training_indices(num_sequence_frames: int, data_config: ml_collections.ConfigDict) -> np.ndarray:
+  """Frame indices selected by data.first_frame, data.num_frames and data.frame_stride."""
+  indices = np.arange(data_config.first_frame, num_sequence_frames, data_config.frame_stride)
+  if data_config.num_frames > 0:
+    indices = indices[: data_config.num_frames]
+  if len(indices) == 0:
+    raise ValueError(
+        f'No training frames: the sequence has {num_sequence_frames} frames and data.first_frame='
+        f'{data_config.first_frame}; lower --config.data.first_frame.'
+    )
+  return indices
+
+
+def clip_matrix(camera: data.Camera, size: tuple[int, int], render_config) -> np.ndarray:
+  """World -> clip matrix float32 [4, 4] of an OpenCV camera for images of `size` (H, W)."""
+  return np.asarray(
+      render.camera_to_clip(camera.K, camera.world_to_camera, size, render_config.near, render_config.far),
+      np.float32,
+  )
+
+
+def load_frames(seq: data.Sequence, config: ml_collections.ConfigDict) -> FrameBank:
+  """Decodes the training frames; raises a clear error when NGD's supervision is missing."""
+  if 'normal' not in seq.channels:
+    raise data.SequenceError(
+        seq.path / 'normal',
+        'the sequence has no normal maps; NGD is supervised by diffuse images computed from them',
+        'add normal/000000.npy ... (camera-space unit normals from any estimator, DESIGN.md section 3)',
+    )
+  indices = training_indices(seq.num_frames, config.data)
+  frames = [seq.load_frame(int(i), config.data.resolution) for i in indices]
+  size = frames[0].mask.shape
+  cameras = [seq.camera(int(i), config.data.resolution) for i in indices]
+  mask = np.stack([f.mask for f in frames]).astype(np.float32)
+  normal = np.stack([f.normal for f in frames]).astype(np.float32)
+  target = np.asarray(losses.target_diffuse(normal, mask))
+  use_hands = config.data.use_hands_mask and all(f.hands is not None for f in frames)
+  return FrameBank(
+      indices=indices,
+      rgb=np.stack([np.round(np.clip(f.rgb, 0, 1) * 255) for f in frames]).astype(np.uint8),
+      mask=mask.astype(np.uint8),
+      hands=np.stack([f.hands if use_hands else np.zeros(size) for f in frames]).astype(np.uint8),
+      target_diffuse=target.astype(np.float32),
+      depth=np.stack([f.depth if f.depth is not None else np.full(size, np.nan) for f in frames]).astype(np.float32),
+      world_to_clip=np.stack([clip_matrix(c, size, config.render) for c in cameras]),
+      world_to_camera=np.stack([c.world_to_camera for c in cameras]).astype(np.float32),
+      transforms=np.asarray(seq.body.transforms[indices], np.float32),
+      pose=np.asarray(seq.body.pose[indices], np.float32),
+  )

@@ -1,0 +1,33 @@
+"""Adaptive remeshing (METHOD.md 6).
+
+Face scores inside the training step, host-side refinement, state transfer, capacity buckets.
+"""
+
+from ngd_jax.remesh.padding import PaddedMesh
+from ngd_jax.remesh.padding import TraceCounter
+from ngd_jax.remesh.padding import capacity
+from ngd_jax.remesh.padding import pad_face_array
+from ngd_jax.remesh.padding import pad_mesh
+from ngd_jax.remesh.padding import unpad
+from ngd_jax.remesh.refine import MeshCheck
+from ngd_jax.remesh.refine import RemeshReport
+from ngd_jax.remesh.refine import RemeshResult
+from ngd_jax.remesh.refine import check_mesh
+from ngd_jax.remesh.refine import quantile_schedule
+from ngd_jax.remesh.refine import refine_mesh
+from ngd_jax.remesh.refine import select_faces
+from ngd_jax.remesh.refine import threshold_schedule
+from ngd_jax.remesh.refine import triangle_quality
+from ngd_jax.remesh.refine import valence_deviation
+from ngd_jax.remesh.scores import FaceScoreAccumulator
+from ngd_jax.remesh.scores import FrameFaceStats
+from ngd_jax.remesh.scores import accumulate
+from ngd_jax.remesh.scores import face_scores
+from ngd_jax.remesh.scores import frame_face_stats
+from ngd_jax.remesh.scores import init_accumulator
+from ngd_jax.remesh.transfer import FaceCorrespondence
+from ngd_jax.remesh.transfer import blend_faces
+from ngd_jax.remesh.transfer import blend_weight
+from ngd_jax.remesh.transfer import face_correspondence
+from ngd_jax.remesh.transfer import nearest_faces
+from ngd_jax.remesh.transfer import transfer_face_leaves

@@ -1,0 +1,203 @@
+"""Appearance training on the frozen geometry: UV atlas, static + dynamic texture (METHOD.md 7).
+
+The geometry no longer changes, so each training frame is rasterized once; a step is a texture
+lookup, the dynamic texture network and the relative L2 loss on the eroded garment mask.
+"""
+
+import functools
+import logging
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import xatlas
+
+from ngd_jax import geometry
+from ngd_jax import losses
+from ngd_jax import render
+from ngd_jax.appearance import texture as texture_lib
+
+
+class AppearanceState(NamedTuple):
+  step: jax.Array  # int32 []
+  params: dict[str, Any]  # {'static': T^S [S, S, 3], 'dynamic': dynamic texture variables}.
+  opt_state: Any
+  uvs: jax.Array  # float32 [Vt, 2], atlas coordinates (v = 0 at the texture's bottom row).
+  uv_faces: jax.Array  # int32 [F, 3], atlas triangles, face-aligned with the garment faces.
+  pose_pca: geometry.PosePCA  # Texture pose code (config.appearance.pose_components).
+  code_min: jax.Array  # float32 [P], range of the training codes (normalisation to [0, 1]).
+  code_max: jax.Array
+
+
+class AppearanceBatch(NamedTuple):
+  uv: jax.Array  # float32 [H, W, 2], atlas coordinates per pixel.
+  coverage: jax.Array  # float32 [H, W]
+  target: jax.Array  # float32 [H, W, 3]
+  mask: jax.Array  # float32 [H, W], eroded garment mask.
+  code: jax.Array  # float32 [P], normalised pose code with noise.
+  dynamic_weight: jax.Array  # float32 [], 0 before appearance.dynamic_start_epoch.
+
+
+def atlas(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Host: xatlas UVs of a mesh: (uvs float32 [Vt, 2], uv_faces int32 [F, 3] in the input face order)."""
+  _, uv_faces, uvs = xatlas.parametrize(np.asarray(vertices, np.float32), np.asarray(faces, np.uint32))
+  return uvs.astype(np.float32), uv_faces.astype(np.int32)
+
+
+def appearance_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+  schedule = optax.exponential_decay(
+      config.appearance.lr, max(total_steps, 1), config.appearance.lr_end / config.appearance.lr,
+      end_value=config.appearance.lr_end)
+  return optax.adam(schedule, eps=config.train.adam_eps)
+
+
+def init_state(config: ml_collections.ConfigDict, uvs: np.ndarray, uv_faces: np.ndarray, poses: np.ndarray,
+               optimizer: optax.GradientTransformation, key: jax.Array) -> AppearanceState:
+  """Static texture at appearance.texture_init, a fresh dynamic texture, the texture pose PCA."""
+  pca = geometry.fit_pose_pca(poses, config.appearance.pose_components)
+  codes = np.asarray(geometry.pose_code(pca, jnp.asarray(poses)))
+  size = config.appearance.texture_size
+  module = texture_lib.dynamic_texture_from_config(config.appearance)
+  dynamic = module.init(key, jnp.zeros((1, 2)), jnp.zeros((config.appearance.pose_components,)))
+  params = {'static': jnp.full((size, size, 3), config.appearance.texture_init, jnp.float32), 'dynamic': dynamic}
+  return AppearanceState(
+      step=jnp.int32(0), params=params, opt_state=optimizer.init(params), uvs=jnp.asarray(uvs),
+      uv_faces=jnp.asarray(uv_faces), pose_pca=pca, code_min=jnp.asarray(codes.min(0), jnp.float32),
+      code_max=jnp.asarray(codes.max(0), jnp.float32))
+
+
+def texture_code(state: AppearanceState, pose: jax.Array) -> jax.Array:
+  """Normalised texture pose code [P] of a body pose vector."""
+  raw = geometry.pose_code(state.pose_pca, pose)
+  return texture_lib.normalize_pose_code(raw, state.code_min, state.code_max)
+
+
+@functools.partial(jax.jit, static_argnames=('resolution', 'backend'))
+def rasterize_uv(posed: jax.Array, faces: jax.Array, uvs: jax.Array, uv_faces: jax.Array, world_to_clip: jax.Array,
+                 resolution: tuple[int, int], backend: str) -> tuple[jax.Array, jax.Array]:
+  """Atlas coordinates [H, W, 2] and coverage [H, W] of the posed garment seen by a camera."""
+  rast = render.rasterize(render.to_clip(posed, world_to_clip), faces, resolution, backend)
+  return render.interpolate(uvs, rast, uv_faces), (rast[..., 3] > 0).astype(jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def shade(module: texture_lib.DynamicTexture, params, uv, code, dynamic_weight) -> jax.Array:
+  """Textured colour [H, W, 3] at atlas coordinates uv [H, W, 2]."""
+  return texture_lib.shade(params['static'], module, params['dynamic'], uv, code, dynamic_weight)
+
+
+def appearance_step(state: AppearanceState, batch: AppearanceBatch, *, module: texture_lib.DynamicTexture,
+                    optimizer: optax.GradientTransformation) -> tuple[AppearanceState, dict[str, jax.Array]]:
+  """One frame of texture fitting; pure, jitted by the loop."""
+
+  def loss_fn(params):
+    rgb = texture_lib.shade(params['static'], module, params['dynamic'], batch.uv, batch.code, batch.dynamic_weight)
+    return losses.texture_loss(rgb * batch.coverage[..., None], batch.target, batch.mask)
+
+  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  return state._replace(step=state.step + 1, params=params, opt_state=opt_state), {'texture': loss, 'total': loss}
+
+
+def posed_frames(run, result) -> tuple[np.ndarray, np.ndarray]:
+  """Host loop: final posed garment of every training frame, (float32 [T, V, 3], faces int32 [F, 3])."""
+  from ngd_jax import train  # pylint: disable=g-import-not-at-top
+
+  state, mesh, constants = result.state, result.mesh, result.constants
+  vertices, faces = train.unpadded_template(state)
+  dynamic = run.config.train.num_epochs > run.config.train.warmup_epochs
+  epoch = int(state.step) // run.bank.num_frames
+  deform = jax.jit(lambda params, frame, target, weight: run.model.deform(
+      params, constants.field_bounds, mesh, frame, dynamic=dynamic, blend_target=target, blend_weight=weight).posed)
+  posed = []
+  for t in range(run.bank.num_frames):
+    batch = run.batch(state, constants, t, int(state.step), epoch)
+    posed.append(np.asarray(deform(state.params, batch.frame, state.blend_target[t], batch.blend_weight)))
+  return np.stack(posed)[:, : len(vertices)], faces
+
+
+def canonical_mesh(run, result) -> tuple[np.ndarray, np.ndarray]:
+  """Host: the J^S-only canonical garment (rest space), unpadded."""
+  from ngd_jax import train  # pylint: disable=g-import-not-at-top
+
+  vertices, faces = train.unpadded_template(result.state)
+  canonical = run.model.solve(result.mesh, result.state.params['static'])
+  return np.asarray(canonical)[: len(vertices)], faces
+
+
+def state_template(config: ml_collections.ConfigDict, poses: np.ndarray) -> AppearanceState:
+  """An AppearanceState of the right tree structure (tiny atlas) to restore a checkpoint into."""
+  optimizer = appearance_optimizer(config, 1)
+  return init_state(config, np.zeros((3, 2), np.float32), np.zeros((1, 3), np.int32), poses, optimizer,
+                    jax.random.PRNGKey(0))
+
+
+def train_appearance(run, result, checkpointer, reporter, restored: AppearanceState | None) -> AppearanceState:
+  """The appearance epochs on the frozen geometry, continuing `restored` if given."""
+  from ngd_jax import train  # pylint: disable=g-import-not-at-top
+
+  config, bank = run.config, run.bank
+  num_frames = bank.num_frames
+  total_steps = config.appearance.num_epochs * num_frames
+  optimizer = appearance_optimizer(config, total_steps)
+  if restored is not None:
+    state = restored
+  else:
+    uvs, uv_faces = atlas(*canonical_mesh(run, result))
+    state = init_state(config, uvs, uv_faces, bank.pose, optimizer, jax.random.PRNGKey(config.seed + 1))
+  step = int(state.step)
+  if step >= total_steps:
+    return state
+  posed, faces = posed_frames(run, result)
+  uv_images, coverage = zip(*[
+      rasterize_uv(jnp.asarray(posed[t]), jnp.asarray(faces), state.uvs, state.uv_faces,
+                   jnp.asarray(bank.world_to_clip[t]), bank.resolution, config.render.backend)
+      for t in range(num_frames)])
+  eroded = np.stack([np.asarray(losses.erode(jnp.asarray(m, jnp.float32), config.loss.texture_erode))
+                     for m in bank.mask])
+  module = texture_lib.dynamic_texture_from_config(config.appearance)
+  step_fn = jax.jit(functools.partial(appearance_step, module=module, optimizer=optimizer), donate_argnums=(0,))
+  reporter.start_phase('appearance', total_steps, step)
+  meta = dict(result.meta, phase='appearance', appearance_started=True)
+  saved = {'constants': result.constants, 'geometry': result.state}
+
+  def save(state):
+    checkpointer.save(int(result.state.step) + int(state.step), dict(saved, appearance=state), meta)
+
+  while step < total_steps:
+    epoch, position = divmod(step, num_frames)
+    t = int(train.epoch_order(config.seed, epoch, num_frames, phase=1)[position])
+    code = texture_code(state, jnp.asarray(bank.pose[t]))
+    noise_std = texture_lib.linear_decay(step, total_steps, config.appearance.pose_noise_std)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed + 1), step)
+    batch = AppearanceBatch(
+        uv=uv_images[t], coverage=coverage[t], target=bank.rgb[t].astype(np.float32) / 255.0,
+        mask=eroded[t], code=code + noise_std * jax.random.normal(key, code.shape),
+        dynamic_weight=jnp.float32(epoch >= config.appearance.dynamic_start_epoch))
+    state, metrics = step_fn(state, batch)
+    metrics = jax.device_get(metrics)
+    train.check_finite(metrics, step, checkpointer)
+    step += 1
+    reporter.advance()
+    if step % config.train.log_every_steps == 0 or step == total_steps:
+      reporter.scalars(step, metrics, 'appearance')
+    if step % config.train.checkpoint_every_steps == 0:
+      save(state)
+  meta['phase'] = 'done'
+  save(state)
+  logging.info('Appearance done after %d steps.', step)
+  return state
+
+
+def render_textured(config, state: AppearanceState, posed: jax.Array, faces: jax.Array, world_to_clip: jax.Array,
+                    pose: jax.Array, resolution: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+  """Host: textured colour [H, W, 3] and coverage [H, W] of a posed garment from a camera."""
+  uv, coverage = rasterize_uv(posed, faces, state.uvs, state.uv_faces, world_to_clip, resolution,
+                              config.render.backend)
+  module = texture_lib.dynamic_texture_from_config(config.appearance)
+  rgb = shade(module, state.params, uv, texture_code(state, pose), 1.0)
+  return np.asarray(rgb * coverage[..., None]), np.asarray(coverage)

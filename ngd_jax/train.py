@@ -1,0 +1,509 @@
+"""Geometry training: the state, the pure step and the loop (METHOD.md sections 4-6).
+
+train_and_evaluate is the table of contents of a run:
+  1. read the sequence and template, fit the pose code and field bounds (pipeline, host);
+  2. restore the latest checkpoint of the workdir, or initialise;
+  3. geometry epochs (warm-up on J^S, then J^S + f_G), remeshing at the configured epochs;
+  4. appearance epochs (texturing.py) on the frozen geometry;
+  5. evaluation (evaluate.py), metrics.json.
+
+Resume order: the checkpoint's meta says the phase; its state holds the step (and so the epoch
+and the position inside the epoch's permutation), parameters, optimiser state, the current
+(remeshed) template and the epoch's remesh score accumulator. Frame order and every random draw
+are functions of (seed, step), so a resumed run replays exactly what an uninterrupted one does.
+"""
+
+import functools
+import logging
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ngd_jax import body
+from ngd_jax import checkpoint as checkpoint_lib
+from ngd_jax import geometry
+from ngd_jax import losses
+from ngd_jax import model as model_lib
+from ngd_jax import pipeline
+from ngd_jax import remesh
+from ngd_jax import reporting
+
+
+class Constants(NamedTuple):
+  """Fitted once from the training frames and saved with the run, so evaluation reproduces them."""
+
+  pose_pca: geometry.PosePCA  # Geometry pose code (config.geometry.pose_components).
+  field_bounds: geometry.FieldBounds  # Normalisation of the dynamic field's inputs.
+
+
+class GeometryState(NamedTuple):
+  """Everything the geometry phase needs to continue; what orbax saves (mesh arrays padded)."""
+
+  step: jax.Array  # int32 [], steps done (one frame per step).
+  params: dict[str, Any]  # {'static': J^S [Fc, 3, 3], 'dynamic': field variables}.
+  opt_state: Any
+  rest_vertices: jax.Array  # float32 [Vc, 3], current template (after remeshes), padded.
+  faces: jax.Array  # int32 [Fc, 3], padded with (0, 0, 0).
+  num_vertices: jax.Array  # int32 [].
+  num_faces: jax.Array  # int32 [].
+  scores: remesh.FaceScoreAccumulator  # Remesh face scores of the current epoch.
+  blend_target: jax.Array  # float32 [T, Fc, 3, 3], old J^D per frame after a remesh.
+  blend_start_epoch: jax.Array  # int32 [], epoch of the last remesh (-2^30 before any).
+  solutions: jax.Array  # float32 [T, Vc, 3], last canonical solution per frame (CG warm start).
+
+
+class StepBatch(NamedTuple):
+  """One training frame on device."""
+
+  t: jax.Array  # int32 [], index of the frame in the bank.
+  frame: model_lib.FrameInputs
+  target_diffuse: jax.Array  # [H, W, 1]
+  mask: jax.Array  # [H, W]
+  hands: jax.Array  # [H, W]
+  depth: jax.Array  # [H, W]
+  blend_weight: jax.Array  # float32 [], weight of the network J^D (1 outside blending).
+  vertex_noise_std: jax.Array  # float32 [].
+  key: jax.Array
+
+
+@functools.cache
+def _no_blend_epoch() -> int:
+  return -(2**30)
+
+
+def log_linear(start: float, end: float, steps: int) -> optax.Schedule:
+  """start -> end geometrically over `steps`, then constant at end (METHOD.md section 5)."""
+  return optax.exponential_decay(start, transition_steps=steps, decay_rate=end / start, end_value=end)
+
+
+def geometry_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam (eps 1e-15) on J^S with norm clipping, and on the network, each with its own decay."""
+  static = optax.chain(
+      optax.clip_by_global_norm(train_config.static_clip_norm),
+      optax.adam(
+          log_linear(train_config.static_lr, train_config.static_lr_end, train_config.static_lr_steps),
+          eps=train_config.adam_eps,
+      ),
+  )
+  network = optax.adam(
+      log_linear(train_config.network_lr, train_config.network_lr_end, train_config.network_lr_steps),
+      eps=train_config.adam_eps,
+  )
+  labels = lambda params: {'static': 'static', 'dynamic': jax.tree.map(lambda _: 'dynamic', params['dynamic'])}
+  return optax.multi_transform({'static': static, 'dynamic': network}, labels)
+
+
+def render_weights(loss_config: ml_collections.ConfigDict) -> losses.RenderLossWeights:
+  return losses.RenderLossWeights(
+      render=loss_config.render_weight,
+      huber=loss_config.huber_weight,
+      huber_delta=loss_config.huber_delta,
+      ssim=loss_config.ssim_weight,
+      mask=loss_config.mask_weight,
+  )
+
+
+def visible_faces(rast: jax.Array, face_capacity: int) -> jax.Array:
+  """float32 [Fc]: 1 for faces that own at least one pixel of the frame."""
+  ids = rast[..., 3].reshape(-1).astype(jnp.int32) - 1
+  ids = jnp.where(ids >= 0, ids, face_capacity)
+  return (jax.ops.segment_sum(jnp.ones_like(ids), ids, num_segments=face_capacity) > 0).astype(jnp.float32)
+
+
+def geometry_step(
+    state: GeometryState,
+    mesh: model_lib.GarmentMesh,
+    constants: Constants,
+    batch: StepBatch,
+    *,
+    model: model_lib.GarmentModel,
+    optimizer: optax.GradientTransformation,
+    loss_config: ml_collections.ConfigDict,
+    dynamic: bool,
+    use_depth: bool,
+) -> tuple[GeometryState, dict[str, jax.Array]]:
+  """One frame: deform, render, losses, Adam update, remesh scores. Pure; jitted by the loop.
+
+  `dynamic` (static) is False during warm-up: J^D = 0 and every face counts in the Jacobian term.
+  The gradient of the render loss w.r.t. the rendered diffuse image (the remesh face score,
+  METHOD.md section 6) comes out of the same backward pass through a zero `diffuse_probe`.
+  """
+  face_capacity = mesh.operators.faces.shape[0]
+  weights = render_weights(loss_config)
+  key_noise, key_pairs = jax.random.split(batch.key)
+  pairs = losses.sample_depth_pairs(
+      key_pairs, batch.mask, loss_config.depth_pairs, loss_config.depth_box, loss_config.depth_pairs_in_mask
+  )
+  x0 = state.solutions[batch.t]
+
+  def loss_fn(params, diffuse_probe):
+    deformation = model.deform(
+        params,
+        constants.field_bounds,
+        mesh,
+        batch.frame,
+        dynamic=dynamic,
+        blend_target=state.blend_target[batch.t],
+        blend_weight=batch.blend_weight,
+        x0=x0,
+    )
+    noise = batch.vertex_noise_std * jax.random.normal(key_noise, deformation.posed.shape)
+    out = model.render(mesh, deformation.posed + noise, batch.frame)
+    terms = losses.render_loss(
+        out.diffuse + diffuse_probe, out.alpha[..., 0], batch.target_diffuse, batch.mask, batch.hands, weights
+    )
+    face_weight = mesh.operators.face_mask.astype(jnp.float32)
+    if dynamic and loss_config.jacobian_visible_only:
+      face_weight = face_weight * visible_faces(out.rast, face_capacity)
+    terms['jacobian'] = loss_config.jacobian_weight * losses.jacobian_loss(
+        deformation.jacobians, face_weight, jnp.sum(mesh.operators.face_mask)
+    )
+    if use_depth:
+      terms['depth'] = loss_config.depth_weight * losses.depth_ranking_loss(
+          out.depth[..., 0], batch.depth, pairs, loss_config.depth_margin
+      )
+    total = sum(terms.values())
+    return total, (terms, out.rast, deformation.canonical)
+
+  probe = jnp.zeros_like(batch.target_diffuse)
+  (total, (terms, rast, canonical)), (grads, grad_diffuse) = jax.value_and_grad(
+      loss_fn, argnums=(0, 1), has_aux=True
+  )(state.params, probe)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  stats = remesh.frame_face_stats(grad_diffuse, batch.mask[..., None], rast, face_capacity)
+  new_state = state._replace(
+      step=state.step + 1,
+      params=params,
+      opt_state=opt_state,
+      scores=remesh.accumulate(state.scores, stats),
+      solutions=state.solutions.at[batch.t].set(jax.lax.stop_gradient(canonical)),
+  )
+  metrics = dict(terms, total=total, static_grad_norm=optax.global_norm(grads['static']))
+  return new_state, metrics
+
+
+class Run:
+  """Host-side holder of one run's inputs, model and compiled steps (built once per process)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, inputs: pipeline.RunInputs):
+    self.config = config
+    self.inputs = inputs
+    self.bank = inputs.bank
+    self.model = pipeline.make_model(config, self.bank.resolution)
+    self.optimizer = geometry_optimizer(config.train)
+    self.trace_counter = remesh.TraceCounter()
+    self.use_depth = self.bank.has_depth and config.loss.depth_weight > 0
+    if not self.use_depth:
+      logging.info('Depth ordering loss off (no depth maps in the sequence, or loss.depth_weight = 0).')
+    self._steps = {}
+
+  def step_fn(self, dynamic: bool):
+    """The jitted geometry step for the warm-up (dynamic=False) or full phase; compiled per bucket."""
+    if dynamic not in self._steps:
+      step = functools.partial(
+          geometry_step,
+          model=self.model,
+          optimizer=self.optimizer,
+          loss_config=self.config.loss,
+          dynamic=dynamic,
+          use_depth=self.use_depth,
+      )
+      name = 'geometry_step' if dynamic else 'warmup_step'
+      self._steps[dynamic] = jax.jit(self.trace_counter.wrap(step, name))
+    return self._steps[dynamic]
+
+  def fit_constants(self) -> Constants:
+    """Host: pose PCA over the training poses and field bounds from the skinned template."""
+    bank, config = self.bank, self.config
+    pca = geometry.fit_pose_pca(bank.pose, config.geometry.pose_components)
+    codes = np.asarray(geometry.pose_code(pca, jnp.asarray(bank.pose)))
+    mesh = self.mesh_for(self.inputs.template_vertices, self.inputs.template_faces)
+    posed = body.lbs_frames(mesh.operators.rest_vertices, mesh.skinning_weights, jnp.asarray(bank.transforms))
+    bounds = geometry.fit_field_bounds(np.asarray(posed), codes, margin=0.25)
+    return Constants(pca, bounds)
+
+  def mesh_for(self, rest_vertices: np.ndarray, faces: np.ndarray) -> model_lib.GarmentMesh:
+    return pipeline.build_mesh(rest_vertices, faces, self.inputs.sequence, self.config)
+
+  def init_state(self, constants: Constants, key: jax.Array) -> tuple[GeometryState, model_lib.GarmentMesh]:
+    """Fresh geometry state on the template: J^S = the template's Jacobians, a new network."""
+    mesh = self.mesh_for(self.inputs.template_vertices, self.inputs.template_faces)
+    ops = mesh.operators
+    face_capacity, vertex_capacity = ops.faces.shape[0], ops.rest_vertices.shape[0]
+    centres = jnp.zeros((face_capacity, 3))
+    pose_code = jnp.zeros((constants.pose_pca.components.shape[0],))
+    field_params = self.model.field.init(key, centres, centres, pose_code)
+    params = {'static': geometry.init_static_jacobians(ops), 'dynamic': field_params}
+    num_frames = self.bank.num_frames
+    state = GeometryState(
+        step=jnp.int32(0),
+        params=params,
+        opt_state=self.optimizer.init(params),
+        rest_vertices=ops.rest_vertices,
+        faces=ops.faces,
+        num_vertices=jnp.int32(len(self.inputs.template_vertices)),
+        num_faces=jnp.int32(len(self.inputs.template_faces)),
+        scores=remesh.init_accumulator(face_capacity),
+        blend_target=jnp.zeros((num_frames, face_capacity, 3, 3), jnp.float32),
+        blend_start_epoch=jnp.int32(_no_blend_epoch()),
+        solutions=jnp.broadcast_to(ops.rest_vertices, (num_frames, vertex_capacity, 3)),
+    )
+    return state, mesh
+
+  def mesh_of_state(self, state: GeometryState) -> model_lib.GarmentMesh:
+    """Host: rebuilds the mesh-derived arrays of a (restored or remeshed) state."""
+    vertices, faces = unpadded_template(state)
+    return self.mesh_for(vertices, faces)
+
+  def batch(self, state: GeometryState, constants: Constants, t: int, step: int, epoch: int) -> StepBatch:
+    """Host: the device batch of training frame t at global step `step`."""
+    bank, config = self.bank, self.config
+    since_remesh = epoch - int(state.blend_start_epoch)
+    blend = remesh.blend_weight(since_remesh, config.remesh.blend_epochs) if since_remesh >= 0 else 1.0
+    noise = config.train.vertex_noise_std * max(0.0, 1.0 - step / max(config.train.vertex_noise_steps, 1))
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), step)
+    pose = jnp.asarray(bank.pose[t])
+    code = geometry.pose_code(constants.pose_pca, pose)
+    if config.train.pose_noise_std > 0:
+      code = code + config.train.pose_noise_std * jax.random.normal(jax.random.fold_in(key, 1), code.shape)
+    return StepBatch(
+        t=jnp.int32(t),
+        frame=pipeline.frame_inputs(bank, t, code),
+        target_diffuse=bank.target_diffuse[t],
+        mask=bank.mask[t].astype(np.float32),
+        hands=bank.hands[t].astype(np.float32),
+        depth=bank.depth[t],
+        blend_weight=jnp.float32(blend),
+        vertex_noise_std=jnp.float32(noise),
+        key=key,
+    )
+
+
+def unpadded_template(state: GeometryState) -> tuple[np.ndarray, np.ndarray]:
+  """Host: the real rows of the state's template."""
+  num_vertices, num_faces = int(state.num_vertices), int(state.num_faces)
+  return (
+      np.asarray(state.rest_vertices, np.float64)[:num_vertices],
+      np.asarray(state.faces, np.int32)[:num_faces],
+  )
+
+
+def epoch_order(seed: int, epoch: int, num_frames: int, phase: int = 0) -> np.ndarray:
+  """The shuffled frame order of an epoch, a function of (seed, phase, epoch) only (exact resume)."""
+  return np.random.default_rng([seed, phase, epoch]).permutation(num_frames)
+
+
+def per_frame_dynamic(run: Run, state: GeometryState, mesh: model_lib.GarmentMesh, constants: Constants,
+                      epoch: int) -> np.ndarray:
+  """Host loop over frames: the J^D in use at `epoch` for every training frame, float32 [T, Fc, 3, 3]."""
+  deform = jax.jit(lambda params, frame, target, weight: run.model.deform(
+      params, constants.field_bounds, mesh, frame, dynamic=True, blend_target=target, blend_weight=weight).dynamic)
+  out = []
+  for t in range(run.bank.num_frames):
+    batch = run.batch(state, constants, t, int(state.step), epoch)
+    out.append(np.asarray(deform(state.params, batch.frame, state.blend_target[t], batch.blend_weight)))
+  return np.stack(out)
+
+
+def remesh_state(run: Run, state: GeometryState, mesh: model_lib.GarmentMesh, constants: Constants,
+                 remesh_index: int, epoch: int, reporter: reporting.Reporter
+                 ) -> tuple[GeometryState, model_lib.GarmentMesh]:
+  """Host: refine the template where the epoch's face scores are high, and carry the state over.
+
+  METHOD.md section 6: J^S by inverse-distance blend of the 3 nearest old faces, Adam moments of
+  J^S from the nearest old face, skinning weights and the Poisson system rebuilt, and the old
+  per-frame J^D kept as the blend target for the next remesh.blend_epochs epochs.
+  """
+  config = run.config.remesh
+  num_remeshes = len(config.epochs)
+  old_vertices, old_faces = unpadded_template(state)
+  scores = remesh.face_scores(state.scores, len(old_faces))
+  selected = remesh.select_faces(scores, remesh.quantile_schedule(remesh_index, config.quantile, config.quantile_step))
+  threshold = remesh.threshold_schedule(remesh_index, num_remeshes, config.min_edge_start, config.min_edge_end)
+  result = remesh.refine_mesh(old_vertices, old_faces, selected, threshold)
+  dynamic_on = epoch >= run.config.train.warmup_epochs
+  old_dynamic = per_frame_dynamic(run, state, mesh, constants, epoch) if dynamic_on else None
+  new_mesh = run.mesh_for(result.vertices, result.faces)
+  face_capacity = new_mesh.operators.faces.shape[0]
+  vertex_capacity = new_mesh.operators.rest_vertices.shape[0]
+  correspondence = remesh.face_correspondence(old_vertices, old_faces, result.vertices, result.faces)
+  old_face_capacity = state.faces.shape[0]
+  static = remesh.transfer_face_leaves(
+      np.asarray(state.params['static']), correspondence, old_face_capacity, 'blend', face_capacity)
+  opt_state = jax.device_get(state.opt_state)
+  inner = dict(opt_state.inner_states)
+  inner['static'] = remesh.transfer_face_leaves(inner['static'], correspondence, old_face_capacity, 'nearest',
+                                                face_capacity)
+  opt_state = opt_state._replace(inner_states=inner)
+  blend_target = np.zeros((run.bank.num_frames, face_capacity, 3, 3), np.float32)
+  if old_dynamic is not None:
+    blend_target[:, : len(result.faces)] = remesh.blend_faces(
+        old_dynamic[:, : len(old_faces)], correspondence, axis=1)
+  old_solutions = np.asarray(state.solutions)[:, : len(old_vertices)]
+  midpoints = old_solutions[:, result.vertex_parent].mean(axis=2)
+  solutions = np.concatenate(
+      [midpoints, np.repeat(midpoints[:, :1], vertex_capacity - len(result.vertices), axis=1)], axis=1)
+  new_state = state._replace(
+      params=dict(state.params, static=jnp.asarray(static)),
+      opt_state=jax.tree.map(jnp.asarray, opt_state),
+      rest_vertices=new_mesh.operators.rest_vertices,
+      faces=new_mesh.operators.faces,
+      num_vertices=jnp.int32(len(result.vertices)),
+      num_faces=jnp.int32(len(result.faces)),
+      scores=remesh.init_accumulator(face_capacity),
+      blend_target=jnp.asarray(blend_target, jnp.float32),
+      blend_start_epoch=jnp.int32(epoch if dynamic_on else _no_blend_epoch()),
+      solutions=jnp.asarray(solutions, jnp.float32),
+  )
+  reporter.write(f'Remesh {remesh_index + 1}/{num_remeshes} after epoch {epoch}: {result.report}')
+  return new_state, new_mesh
+
+
+class GeometryResult(NamedTuple):
+  constants: Constants
+  state: GeometryState
+  mesh: model_lib.GarmentMesh
+  meta: dict[str, Any]
+
+
+class Restored(NamedTuple):
+  """The latest checkpoint of a workdir, split by phase (appearance is None before that phase)."""
+
+  constants: Constants
+  geometry: GeometryState
+  appearance: Any
+  meta: dict[str, Any]
+
+
+def restore_run(run: Run, checkpointer: checkpoint_lib.Checkpointer, step: int | None = None) -> Restored | None:
+  """Host: restores checkpoint `step` (default latest) of the workdir, or None if there is none.
+
+  The meta item says which phase wrote it, hence which items the state holds.
+  """
+  from ngd_jax import texturing  # pylint: disable=g-import-not-at-top
+
+  meta = checkpointer.read_meta(step)
+  if meta is None:
+    return None
+  constants = run.fit_constants()
+  state, _ = run.init_state(constants, jax.random.PRNGKey(0))
+  template = {'constants': constants, 'geometry': state}
+  has_appearance = meta['phase'] in ('appearance', 'done') and meta.get('appearance_started', False)
+  if has_appearance:
+    template['appearance'] = texturing.state_template(run.config, run.bank.pose)
+  restored = checkpointer.restore(template, step)
+  return Restored(restored.state['constants'], restored.state['geometry'],
+                  restored.state.get('appearance'), restored.meta)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Trains geometry then appearance (resuming from workdir), evaluates, writes metrics.json."""
+  from ngd_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from ngd_jax import texturing  # pylint: disable=g-import-not-at-top
+
+  pipeline.save_config(config, workdir)
+  run = Run(config, pipeline.load_inputs(config))
+  checkpointer = checkpoint_lib.Checkpointer(workdir, config.train.keep_checkpoints)
+  reporter = reporting.Reporter(f'{workdir}/tensorboard')
+  try:
+    restored = restore_run(run, checkpointer)
+    if restored is not None:
+      reporter.write(f'Resumed from checkpoint {checkpointer.latest_step()} ({restored.meta["phase"]} phase).')
+    geometry_result = train_geometry(run, checkpointer, reporter, restored)
+    if config.appearance.enabled:
+      texturing.train_appearance(run, geometry_result, checkpointer, reporter,
+                                 restored.appearance if restored is not None else None)
+  finally:
+    reporter.close()
+    checkpointer.close()
+  evaluate.evaluate_run(config, workdir)
+
+
+def train_geometry(run: Run, checkpointer: checkpoint_lib.Checkpointer, reporter: reporting.Reporter,
+                   restored: Restored | None) -> GeometryResult:
+  """The geometry epochs, continuing `restored` if given."""
+  config, bank = run.config, run.bank
+  num_frames = bank.num_frames
+  total_steps = config.train.num_epochs * num_frames
+  if restored is None:
+    constants = run.fit_constants()
+    state, mesh = run.init_state(constants, jax.random.PRNGKey(config.seed))
+    meta = {'phase': 'geometry', 'remeshes': 0, 'wall_seconds': 0.0}
+  else:
+    constants, state, meta = restored.constants, restored.geometry, dict(restored.meta)
+    mesh = run.mesh_of_state(state)
+  if meta['phase'] != 'geometry':
+    return GeometryResult(constants, state, mesh, meta)
+
+  remesh_epochs = tuple(config.remesh.epochs) if config.remesh.enabled else ()
+  step = int(state.step)
+  reporter.start_phase('geometry', total_steps, step)
+  started = time.time()
+  wall_before = meta['wall_seconds']
+
+  def save(state):
+    meta.update(wall_seconds=wall_before + time.time() - started, faces=int(state.num_faces))
+    checkpointer.save(int(state.step), {'constants': constants, 'geometry': state}, meta)
+
+  while step < total_steps:
+    epoch, position = divmod(step, num_frames)
+    if position == 0:
+      state = state._replace(scores=remesh.init_accumulator(state.faces.shape[0]))
+    t = int(epoch_order(config.seed, epoch, num_frames)[position])
+    batch = run.batch(state, constants, t, step, epoch)
+    dynamic = epoch >= config.train.warmup_epochs
+    state, metrics = run.step_fn(dynamic)(state, mesh, constants, batch)
+    metrics = jax.device_get(metrics)
+    check_finite(metrics, step, checkpointer)
+    step += 1
+    reporter.advance()
+    if step % config.train.log_every_steps == 0 or step == total_steps:
+      reporter.scalars(step, dict(metrics, faces=int(state.num_faces), epoch=epoch), 'geometry')
+    if step % config.train.image_every_steps == 0:
+      reporter.image(step, 'geometry/target_vs_render', preview(run, state, mesh, constants, t))
+    completed = step // num_frames
+    if step % num_frames == 0 and completed in remesh_epochs and meta['remeshes'] <= remesh_epochs.index(completed):
+      state, mesh = remesh_state(run, state, mesh, constants, remesh_epochs.index(completed), completed, reporter)
+      meta['remeshes'] += 1
+      save(state)
+    elif step % config.train.checkpoint_every_steps == 0:
+      save(state)
+  meta['phase'] = 'appearance' if config.appearance.enabled else 'done'
+  save(state)
+  reporter.write(f'Geometry done: {int(state.num_faces)} faces; compiles: {run.trace_counter.counts}')
+  return GeometryResult(constants, state, mesh, meta)
+
+
+def check_finite(metrics: dict[str, Any], step: int, checkpointer: checkpoint_lib.Checkpointer) -> None:
+  """Stops the run on a non-finite loss term, naming it; the last good checkpoint stays."""
+  bad = [name for name, value in metrics.items() if not np.all(np.isfinite(value))]
+  if bad:
+    raise FloatingPointError(
+        f'Non-finite loss term(s) {bad} at step {step}. The last good checkpoint '
+        f'({checkpointer.latest_step()}) in {checkpointer.directory} is kept; lower the learning rates '
+        '(--config.train.static_lr, --config.train.network_lr) or check the input frames.'
+    )
+
+
+def preview(run: Run, state: GeometryState, mesh: model_lib.GarmentMesh, constants: Constants, t: int) -> np.ndarray:
+  """Host: target diffuse | rendered diffuse | error, [H, 3W, 3] in [0, 1], for TensorBoard."""
+  batch = run.batch(state, constants, t, int(state.step), int(state.step) // run.bank.num_frames)
+  dynamic = int(state.step) // run.bank.num_frames >= run.config.train.warmup_epochs
+  rendered = render_frame(run.model, state.params, constants, mesh, batch, state.blend_target[t], dynamic)
+  target = run.bank.target_diffuse[t][..., 0]
+  image = np.asarray(rendered)[..., 0]
+  row = np.concatenate([target, image, np.abs(target - image)], axis=1)
+  return np.repeat(row[..., None], 3, axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'dynamic'))
+def render_frame(model, params, constants, mesh, batch, blend_target, dynamic):
+  deformation = model.deform(params, constants.field_bounds, mesh, batch.frame, dynamic=dynamic,
+                             blend_target=blend_target, blend_weight=batch.blend_weight)
+  return model.render(mesh, deformation.posed, batch.frame).diffuse

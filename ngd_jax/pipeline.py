@@ -39,6 +39,11 @@ class RunInputs:
   template_faces: np.ndarray  # int32 [F, 3]
 
 
+# Template shape built from the body for each sequence.json garment class, when template.garment
+# is '' (a lower garment may be trousers: set --config.template.garment=trousers then).
+_BODY_TEMPLATE_OF_GARMENT = {'upper': 'tshirt', 'outer': 'tshirt', 'lower': 'skirt', 'dress': 'dress'}
+
+
 def load_template(config: ml_collections.ConfigDict, seq: data.Sequence) -> tuple[np.ndarray, np.ndarray]:
   """The garment template from the sequence's template.obj, or built from the body's rest mesh."""
   if config.template.source == 'sequence':
@@ -49,7 +54,7 @@ def load_template(config: ml_collections.ConfigDict, seq: data.Sequence) -> tupl
           'add a template in the body rest space, or pass --config.template.source=body',
       )
     return geometry.load_template(seq.template_path)
-  garment = config.template.garment or seq.garment
+  garment = config.template.garment or _BODY_TEMPLATE_OF_GARMENT[seq.garment]
   return geometry.body_template(
       seq.body.rest_vertices,
       seq.body.faces,
@@ -71,7 +76,10 @@ def load_inputs(config: ml_collections.ConfigDict) -> RunInputs:
       'Sequence: %d training frames at %s, template %d vertices / %d faces',
       bank.num_frames, bank.resolution, len(vertices), len(faces),
   )
-  return RunInputs(seq, bank, np.asarray(vertices, np.float64), np.asarray(faces, np.int32))
+  # Rounded to float32, the precision the training state stores, so a resumed run rebuilds the
+  # same operators as the run that wrote the checkpoint.
+  vertices = np.asarray(vertices, np.float32).astype(np.float64)
+  return RunInputs(seq, bank, vertices, np.asarray(faces, np.int32))
 
 
 def build_mesh(

@@ -90,8 +90,10 @@ def shade(module: texture_lib.DynamicTexture, params, uv, code, dynamic_weight) 
 
 
 def appearance_step(state: AppearanceState, batch: AppearanceBatch, *, module: texture_lib.DynamicTexture,
-                    optimizer: optax.GradientTransformation) -> tuple[AppearanceState, dict[str, jax.Array]]:
-  """One frame of texture fitting; pure, jitted by the loop."""
+                    config: ml_collections.FrozenConfigDict,
+                    total_steps: int) -> tuple[AppearanceState, dict[str, jax.Array]]:
+  """One frame of texture fitting; pure, jitted as jit_appearance_step (keyword arguments static)."""
+  optimizer = appearance_optimizer(config, total_steps)
 
   def loss_fn(params):
     rgb = texture_lib.shade(params['static'], module, params['dynamic'], batch.uv, batch.code, batch.dynamic_weight)
@@ -101,6 +103,9 @@ def appearance_step(state: AppearanceState, batch: AppearanceBatch, *, module: t
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   return state._replace(step=state.step + 1, params=params, opt_state=opt_state), {'texture': loss, 'total': loss}
+
+
+jit_appearance_step = jax.jit(appearance_step, static_argnames=('module', 'config', 'total_steps'))
 
 
 def posed_frames(run, result) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +165,6 @@ def train_appearance(run, result, checkpointer, reporter, restored: AppearanceSt
   eroded = np.stack([np.asarray(losses.erode(jnp.asarray(m, jnp.float32), config.loss.texture_erode))
                      for m in bank.mask])
   module = texture_lib.dynamic_texture_from_config(config.appearance)
-  step_fn = jax.jit(functools.partial(appearance_step, module=module, optimizer=optimizer), donate_argnums=(0,))
   reporter.start_phase('appearance', total_steps, step)
   meta = dict(result.meta, phase='appearance', appearance_started=True)
   saved = {'constants': result.constants, 'geometry': result.state}
@@ -178,7 +182,7 @@ def train_appearance(run, result, checkpointer, reporter, restored: AppearanceSt
         uv=uv_images[t], coverage=coverage[t], target=bank.rgb[t].astype(np.float32) / 255.0,
         mask=eroded[t], code=code + noise_std * jax.random.normal(key, code.shape),
         dynamic_weight=jnp.float32(epoch >= config.appearance.dynamic_start_epoch))
-    state, metrics = step_fn(state, batch)
+    state, metrics = jit_appearance_step(state, batch, module=module, config=run.frozen, total_steps=total_steps)
     metrics = jax.device_get(metrics)
     train.check_finite(metrics, step, checkpointer)
     step += 1

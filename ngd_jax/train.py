@@ -122,14 +122,15 @@ def geometry_step(
     batch: StepBatch,
     *,
     model: model_lib.GarmentModel,
-    optimizer: optax.GradientTransformation,
-    loss_config: ml_collections.ConfigDict,
+    train_config: ml_collections.FrozenConfigDict,
+    loss_config: ml_collections.FrozenConfigDict,
     dynamic: bool,
     use_depth: bool,
 ) -> tuple[GeometryState, dict[str, jax.Array]]:
-  """One frame: deform, render, losses, Adam update, remesh scores. Pure; jitted by the loop.
+  """One frame: deform, render, losses, Adam update, remesh scores. Pure; jitted as jit_geometry_step.
 
-  `dynamic` (static) is False during warm-up: J^D = 0 and every face counts in the Jacobian term.
+  The keyword arguments are static (hashable). `dynamic` is False during warm-up: J^D = 0 and
+  every face counts in the Jacobian term.
   The gradient of the render loss w.r.t. the rendered diffuse image (the remesh face score,
   METHOD.md section 6) comes out of the same backward pass through a zero `diffuse_probe`.
   """
@@ -174,7 +175,7 @@ def geometry_step(
   (total, (terms, rast, canonical)), (grads, grad_diffuse) = jax.value_and_grad(
       loss_fn, argnums=(0, 1), has_aux=True
   )(state.params, probe)
-  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  updates, opt_state = geometry_optimizer(train_config).update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   stats = remesh.frame_face_stats(grad_diffuse, batch.mask[..., None], rast, face_capacity)
   new_state = state._replace(
@@ -188,6 +189,15 @@ def geometry_step(
   return new_state, metrics
 
 
+# Compiles are counted and logged; one compile per (capacity bucket, warm-up or not) and, being
+# module level, shared by every Run of a process with the same configuration.
+TRACES = remesh.TraceCounter()
+jit_geometry_step = jax.jit(
+    TRACES.wrap(geometry_step, 'geometry_step'),
+    static_argnames=('model', 'train_config', 'loss_config', 'dynamic', 'use_depth'),
+)
+
+
 class Run:
   """Host-side holder of one run's inputs, model and compiled steps (built once per process)."""
 
@@ -196,27 +206,18 @@ class Run:
     self.inputs = inputs
     self.bank = inputs.bank
     self.model = pipeline.make_model(config, self.bank.resolution)
-    self.optimizer = geometry_optimizer(config.train)
-    self.trace_counter = remesh.TraceCounter()
+    self.frozen = ml_collections.FrozenConfigDict(config)
+    self.optimizer = geometry_optimizer(self.frozen.train)
     self.use_depth = self.bank.has_depth and config.loss.depth_weight > 0
     if not self.use_depth:
       logging.info('Depth ordering loss off (no depth maps in the sequence, or loss.depth_weight = 0).')
-    self._steps = {}
 
-  def step_fn(self, dynamic: bool):
-    """The jitted geometry step for the warm-up (dynamic=False) or full phase; compiled per bucket."""
-    if dynamic not in self._steps:
-      step = functools.partial(
-          geometry_step,
-          model=self.model,
-          optimizer=self.optimizer,
-          loss_config=self.config.loss,
-          dynamic=dynamic,
-          use_depth=self.use_depth,
-      )
-      name = 'geometry_step' if dynamic else 'warmup_step'
-      self._steps[dynamic] = jax.jit(self.trace_counter.wrap(step, name))
-    return self._steps[dynamic]
+  def step(self, state: GeometryState, mesh: model_lib.GarmentMesh, constants: Constants, batch: StepBatch,
+           dynamic: bool) -> tuple[GeometryState, dict[str, jax.Array]]:
+    """Runs the compiled geometry step (warm-up variant when not `dynamic`)."""
+    return jit_geometry_step(
+        state, mesh, constants, batch, model=self.model, train_config=self.frozen.train,
+        loss_config=self.frozen.loss, dynamic=dynamic, use_depth=self.use_depth)
 
   def fit_constants(self) -> Constants:
     """Host: pose PCA over the training poses and field bounds from the skinned template."""
@@ -327,6 +328,8 @@ def remesh_state(run: Run, state: GeometryState, mesh: model_lib.GarmentMesh, co
   selected = remesh.select_faces(scores, remesh.quantile_schedule(remesh_index, config.quantile, config.quantile_step))
   threshold = remesh.threshold_schedule(remesh_index, num_remeshes, config.min_edge_start, config.min_edge_end)
   result = remesh.refine_mesh(old_vertices, old_faces, selected, threshold)
+  # The state keeps float32 rest vertices; build from the same values a resumed run will see.
+  result = result._replace(vertices=result.vertices.astype(np.float32).astype(np.float64))
   dynamic_on = epoch >= run.config.train.warmup_epochs
   old_dynamic = per_frame_dynamic(run, state, mesh, constants, epoch) if dynamic_on else None
   new_mesh = run.mesh_for(result.vertices, result.faces)
@@ -458,7 +461,7 @@ def train_geometry(run: Run, checkpointer: checkpoint_lib.Checkpointer, reporter
     t = int(epoch_order(config.seed, epoch, num_frames)[position])
     batch = run.batch(state, constants, t, step, epoch)
     dynamic = epoch >= config.train.warmup_epochs
-    state, metrics = run.step_fn(dynamic)(state, mesh, constants, batch)
+    state, metrics = run.step(state, mesh, constants, batch, dynamic)
     metrics = jax.device_get(metrics)
     check_finite(metrics, step, checkpointer)
     step += 1
@@ -476,7 +479,7 @@ def train_geometry(run: Run, checkpointer: checkpoint_lib.Checkpointer, reporter
       save(state)
   meta['phase'] = 'appearance' if config.appearance.enabled else 'done'
   save(state)
-  reporter.write(f'Geometry done: {int(state.num_faces)} faces; compiles: {run.trace_counter.counts}')
+  reporter.write(f'Geometry done: {int(state.num_faces)} faces; compiles: {TRACES.counts}')
   return GeometryResult(constants, state, mesh, meta)
 
 

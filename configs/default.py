@@ -41,6 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.geometry.cg_maxiter = 2000  # Iteration cap of the conjugate gradient solve.
   config.geometry.cg_warm_start = True  # Start CG from the previous solution of the same frame.
   config.geometry.pose_components = 4  # PCA components of the pose code for the dynamic field.
+  config.geometry.field_bounds_margin = 0.25  # Share of the training extent added on each side of the field's input box.
   config.geometry.hash_levels = 16  # Hash grid levels per encoder (3 encoders: centre, normal, pose).
   config.geometry.hash_features = 2  # Features per level.
   config.geometry.hash_log2_table_size = 19  # log2 of the hash table size per level.

@@ -226,7 +226,7 @@ class Run:
     codes = np.asarray(geometry.pose_code(pca, jnp.asarray(bank.pose)))
     mesh = self.mesh_for(self.inputs.template_vertices, self.inputs.template_faces)
     posed = body.lbs_frames(mesh.operators.rest_vertices, mesh.skinning_weights, jnp.asarray(bank.transforms))
-    bounds = geometry.fit_field_bounds(np.asarray(posed), codes, margin=0.25)
+    bounds = geometry.fit_field_bounds(np.asarray(posed), codes, margin=config.geometry.field_bounds_margin)
     return Constants(pca, bounds)
 
   def mesh_for(self, rest_vertices: np.ndarray, faces: np.ndarray) -> model_lib.GarmentMesh:

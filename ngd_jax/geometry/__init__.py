@@ -1,0 +1,21 @@
+"""geometry: mesh operators, Poisson solve, Jacobian fields, pose code, garment templates."""
+
+from ngd_jax.geometry.fields import DynamicJacobianField
+from ngd_jax.geometry.fields import dynamic_field_from_config
+from ngd_jax.geometry.fields import FieldBounds
+from ngd_jax.geometry.fields import fit_field_bounds
+from ngd_jax.geometry.fields import init_static_jacobians
+from ngd_jax.geometry.fields import normalize_field_inputs
+from ngd_jax.geometry.operators import build_operators
+from ngd_jax.geometry.operators import jacobians
+from ngd_jax.geometry.operators import PoissonOperators
+from ngd_jax.geometry.poisson import poisson_solve
+from ngd_jax.geometry.poisson import register_factor
+from ngd_jax.geometry.poisson import resolve_solver
+from ngd_jax.geometry.pose import fit_pose_pca
+from ngd_jax.geometry.pose import pose_code
+from ngd_jax.geometry.pose import PosePCA
+from ngd_jax.geometry.templates import body_template
+from ngd_jax.geometry.templates import GARMENTS
+from ngd_jax.geometry.templates import load_template
+from ngd_jax.geometry.templates import TemplateMesh

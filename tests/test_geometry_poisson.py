@@ -1,0 +1,254 @@
+"""Tests of the mesh operators and the Poisson solve (METHOD.md section 2)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import trimesh
+
+from ngd_jax.geometry import operators as operators_lib
+from ngd_jax.geometry import poisson
+
+CG = dict(tol=1e-7, maxiter=500)
+
+
+def _jitted_solve(operators, solver, **kwargs):
+  """One compiled solve per test (eager CG dispatches every iteration)."""
+  return jax.jit(lambda j: poisson.poisson_solve(operators, j, solver, **{**CG, **kwargs}))
+
+
+def _open_sphere(subdivisions, cut=0.6, seed=0):
+  """An icosphere with its top cap removed, vertices jittered (irregular, open, one boundary)."""
+  mesh = trimesh.creation.icosphere(subdivisions)
+  faces = np.asarray(mesh.faces)[mesh.triangles_center[:, 2] < cut]
+  used = np.unique(faces)
+  remap = np.full(len(mesh.vertices), -1)
+  remap[used] = np.arange(len(used))
+  vertices = np.asarray(mesh.vertices)[used]
+  vertices = vertices + np.random.default_rng(seed).normal(scale=0.01, size=vertices.shape)
+  return vertices * 0.3 + np.array([0.1, 1.0, -0.2]), remap[faces]
+
+
+def _projectors(vertices, faces):
+  normal = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
+                    vertices[faces[:, 2]] - vertices[faces[:, 0]])
+  normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+  return np.eye(3) - normal[:, :, None] * normal[:, None, :]
+
+
+def _loop_gradients(vertices, faces):
+  """Slow reference: per face, the in-plane gradient g_k of each hat function, from
+  g . (x_1 - x_0) = B_k(x_1) - B_k(x_0), g . (x_2 - x_0) = B_k(x_2) - B_k(x_0), g . n = 0."""
+  out = np.zeros((len(faces), 3, 3))
+  for f, (a, b, c) in enumerate(faces):
+    e1, e2 = vertices[b] - vertices[a], vertices[c] - vertices[a]
+    n = np.cross(e1, e2)
+    system = np.stack([e1, e2, n])
+    for k in range(3):
+      values = np.eye(3)[k]
+      out[f, k] = np.linalg.solve(system, [values[1] - values[0], values[2] - values[0], 0.0])
+  return out
+
+
+def test_gradient_operator_matches_per_face_loop():
+  vertices, faces = _open_sphere(1)
+  reference = _loop_gradients(vertices, faces)
+  system = operators_lib.host_system(vertices, faces)
+  dense = system.gradient.toarray()
+  for f, face in enumerate(faces):
+    for k, v in enumerate(face):
+      np.testing.assert_allclose(dense[3 * f:3 * f + 3, v], reference[f, k], rtol=1e-10, atol=1e-10)
+  # Doubled areas and L = G^T M G.
+  np.testing.assert_allclose(system.double_area, 2 * trimesh.Trimesh(vertices, faces).area_faces)
+  weight = np.repeat(system.double_area, 3)
+  np.testing.assert_allclose(system.laplacian.toarray(), dense.T @ (weight[:, None] * dense),
+                             atol=1e-10)
+  # G V in JAX (float32) against the loop: J[f][i, j] = sum_k x_k[i] g_k[j].
+  operators = operators_lib.build_operators(vertices, faces)
+  deformed = vertices + 0.05 * np.sin(7 * vertices[:, ::-1])
+  expected = np.einsum('fki,fkj->fij', deformed[faces], reference)
+  got = operators_lib.jacobians(operators, jnp.asarray(deformed, jnp.float32))
+  np.testing.assert_allclose(got, expected, atol=2e-4)
+
+
+def test_template_jacobians_are_tangent_projectors():
+  vertices, faces = _open_sphere(2)
+  operators = operators_lib.build_operators(vertices, faces)
+  got = operators_lib.jacobians(operators, operators.rest_vertices)
+  np.testing.assert_allclose(got, _projectors(vertices, faces), atol=1e-5)
+
+
+@pytest.mark.parametrize('solver', ['cg', 'cholesky'])
+def test_template_jacobians_reproduce_template(solver):
+  vertices, faces = _open_sphere(3)
+  operators = operators_lib.build_operators(vertices, faces)
+  jac = operators_lib.jacobians(operators, operators.rest_vertices)
+  solved = np.asarray(jax.jit(lambda j: poisson.poisson_solve(operators, j, solver, **CG))(jac))
+  error = np.linalg.norm(solved - vertices) / np.linalg.norm(vertices)
+  assert error < 1e-5, error
+
+
+def test_several_components_reproduce_template():
+  a_vertices, a_faces = _open_sphere(2)
+  b_vertices, b_faces = _open_sphere(1, seed=1)
+  vertices = np.concatenate([a_vertices, b_vertices + np.array([1.0, 0.0, 0.0])])
+  faces = np.concatenate([a_faces, b_faces + len(a_vertices)])
+  operators = operators_lib.build_operators(vertices, faces)
+  assert int(np.sum(operators.pinned)) == 2
+  jac = operators_lib.jacobians(operators, operators.rest_vertices)
+  for solver in ('cg', 'cholesky'):
+    solved = np.asarray(_jitted_solve(operators, solver)(jac))
+    assert np.linalg.norm(solved - vertices) / np.linalg.norm(vertices) < 1e-5
+
+
+@pytest.mark.parametrize('solver', ['cg', 'cholesky'])
+def test_affine_jacobian_field_gives_transformed_mesh(solver):
+  vertices, faces = _open_sphere(2)
+  operators = operators_lib.build_operators(vertices, faces)
+  angle = 0.7
+  rotation = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0],
+                       [-np.sin(angle), 0, np.cos(angle)]])
+  centroid = vertices.mean(axis=0)
+  solve = _jitted_solve(operators, solver)
+  for affine in (1.3 * np.eye(3), rotation, 0.8 * rotation):
+    # The restriction of x -> A r to each face's plane has Jacobian A (I - n n^T).
+    jac = jnp.asarray(affine @ _projectors(vertices, faces), jnp.float32)
+    solved = np.asarray(solve(jac))
+    expected = (vertices - centroid) @ affine.T + centroid
+    np.testing.assert_allclose(solved, expected, atol=2e-5)
+
+
+@pytest.mark.parametrize('solver', ['cg', 'cholesky'])
+def test_gradient_matches_central_differences(solver):
+  vertices, faces = _open_sphere(1)
+  operators = operators_lib.build_operators(vertices, faces)
+  rng = np.random.default_rng(0)
+  jac0 = _projectors(vertices, faces) + 0.1 * rng.normal(size=(len(faces), 3, 3))
+  weights = rng.normal(size=vertices.shape)
+  solve = _jitted_solve(operators, solver)
+
+  def loss(j):
+    x = solve(j)
+    return jnp.sum(weights * x) + 0.5 * jnp.sum(x**2)
+
+  grad = np.asarray(jax.grad(loss)(jnp.asarray(jac0, jnp.float32)))
+  # The solve is linear in J, so the loss is quadratic and central differences are exact up to
+  # rounding for any step: step 0.1, loss evaluated in float64 from the float32 vertices.
+  def loss64(j):
+    x = np.asarray(solve(jnp.asarray(j, jnp.float32)), np.float64)
+    return np.sum(weights * x) + 0.5 * np.sum(x**2)
+
+  step = 0.1
+  for f, i, j in [(0, 0, 0), (3, 1, 2), (17, 2, 1), (40, 2, 2)]:
+    plus, minus = jac0.copy(), jac0.copy()
+    plus[f, i, j] += step
+    minus[f, i, j] -= step
+    fd = (loss64(plus) - loss64(minus)) / (2 * step)
+    np.testing.assert_allclose(grad[f, i, j], fd, rtol=1e-3, atol=1e-4)
+
+
+def test_cg_and_cholesky_agree_in_value_and_gradient():
+  vertices, faces = _open_sphere(2)
+  operators = operators_lib.build_operators(vertices, faces)
+  rng = np.random.default_rng(1)
+  jac = jnp.asarray(_projectors(vertices, faces) + 0.2 * rng.normal(size=(len(faces), 3, 3)),
+                    jnp.float32)
+  target = jnp.asarray(rng.normal(size=vertices.shape), jnp.float32)
+  results = {}
+  for solver in ('cg', 'cholesky'):
+    solve = _jitted_solve(operators, solver)
+    loss = lambda j: jnp.sum((solve(j) - target)**2)  # pylint: disable=cell-var-from-loop
+    results[solver] = (solve(jac), jax.jit(jax.grad(loss))(jac))
+  scale = np.abs(results['cholesky'][0]).max()
+  np.testing.assert_allclose(results['cg'][0], results['cholesky'][0], atol=1e-5 * scale)
+  gscale = np.abs(results['cholesky'][1]).max()
+  np.testing.assert_allclose(results['cg'][1], results['cholesky'][1], atol=1e-4 * gscale)
+
+
+def test_jacobi_preconditioned_cg_agrees():
+  vertices, faces = _open_sphere(2)
+  operators = operators_lib.build_operators(vertices, faces)
+  jac = operators_lib.jacobians(operators, operators.rest_vertices) * 1.1
+  plain = _jitted_solve(operators, 'cg')(jac)
+  jacobi = _jitted_solve(operators, 'cg', precondition=True)(jac)
+  np.testing.assert_allclose(plain, jacobi, atol=1e-5)
+
+
+def test_warm_start_from_solution_needs_no_iterations():
+  vertices, faces = _open_sphere(2)
+  operators = operators_lib.build_operators(vertices, faces)
+  jac = operators_lib.jacobians(operators, operators.rest_vertices) * 1.2
+  solved = _jitted_solve(operators, 'cg')(jac)
+  short = jax.jit(lambda j, x0: poisson.poisson_solve(operators, j, 'cg', x0=x0, tol=1e-7,
+                                                      maxiter=2))
+  cold = _jitted_solve(operators, 'cg', maxiter=2)(jac)
+  warm = short(jac, solved + 3.0)
+  np.testing.assert_allclose(warm, solved, atol=1e-5)
+  assert np.abs(np.asarray(cold - solved)).max() > 1e-3  # 2 cold iterations are far off.
+
+
+@pytest.mark.parametrize('solver', ['cg', 'cholesky'])
+def test_padding_keeps_values_and_does_not_retrace(solver):
+  meshes = [_open_sphere(2, cut=0.6), _open_sphere(2, cut=0.3, seed=3)]
+  capacity = (700, 1400)
+  traces = []
+
+  @jax.jit
+  def step(operators, jac):
+    traces.append(1)
+    return poisson.poisson_solve(operators, jac, solver, **CG)
+
+  shapes = []
+  for vertices, faces in meshes:
+    assert len(vertices) < capacity[0] and len(faces) < capacity[1]
+    plain = operators_lib.build_operators(vertices, faces)
+    padded = operators_lib.build_operators(vertices, faces, *capacity)
+    shapes.append(jax.tree.map(jnp.shape, padded))
+    jac = 1.1 * operators_lib.jacobians(padded, padded.rest_vertices)
+    assert np.all(np.asarray(jac[len(faces):]) == 0)
+    solved = np.asarray(step(padded, jac))
+    reference = np.asarray(_jitted_solve(plain, solver)(jac[:len(faces)]))
+    np.testing.assert_allclose(solved[:len(vertices)], reference, atol=1e-5)
+    np.testing.assert_array_equal(solved[len(vertices):],
+                                  np.broadcast_to(solved[0], solved[len(vertices):].shape))
+  assert shapes[0] == shapes[1]
+  assert len(traces) == 1
+
+
+def test_cholesky_refactors_unknown_topology():
+  vertices, faces = _open_sphere(2)
+  operators = operators_lib.build_operators(vertices, faces)
+  jac = operators_lib.jacobians(operators, operators.rest_vertices)
+  poisson.clear_factors()  # As in a fresh process restoring these operators.
+  lazy = poisson.poisson_solve(operators, jac, 'cholesky')
+  poisson.register_factor(vertices, faces, operators)
+  exact = poisson.poisson_solve(operators, jac, 'cholesky')
+  np.testing.assert_allclose(lazy, exact, atol=1e-5)
+  np.testing.assert_allclose(exact, vertices, atol=1e-5)
+
+
+def test_vmap_over_frames():
+  vertices, faces = _open_sphere(1)
+  operators = operators_lib.build_operators(vertices, faces)
+  jac = operators_lib.jacobians(operators, operators.rest_vertices)
+  batch = jnp.stack([jac, 1.2 * jac])
+  for solver in ('cg', 'cholesky'):
+    solved = jax.jit(jax.vmap(lambda j: poisson.poisson_solve(operators, j, solver, **CG)))(batch)
+    centroid = vertices.mean(axis=0)
+    np.testing.assert_allclose(solved[1], 1.2 * (vertices - centroid) + centroid, atol=1e-5)
+
+
+def test_resolve_solver_and_errors():
+  assert poisson.resolve_solver('auto') == 'cholesky'  # Tests run on CPU.
+  assert poisson.resolve_solver('cg') == 'cg'
+  with pytest.raises(ValueError, match='Unknown Poisson solver'):
+    poisson.resolve_solver('lu')
+  vertices, faces = _open_sphere(1)
+  with pytest.raises(ValueError, match='Capacities'):
+    operators_lib.build_operators(vertices, faces, len(vertices) - 1)
+  with pytest.raises(ValueError, match='outside'):
+    operators_lib.build_operators(vertices, faces + len(vertices))
+  operators = operators_lib.build_operators(vertices, faces)
+  with pytest.raises(ValueError, match='tol and maxiter'):
+    poisson.poisson_solve(operators, operators_lib.jacobians(operators, operators.rest_vertices),
+                          'cg')

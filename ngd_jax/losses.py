@@ -91,9 +91,11 @@ def sample_depth_pairs(
   height, width = mask.shape
   key_first, key_offset = jax.random.split(key)
   if in_mask:
-    logits = jnp.where(mask.reshape(-1) > 0.5, 0.0, -jnp.inf)
-    logits = jnp.where(jnp.any(mask > 0.5), logits, 0.0)
-    first = jax.random.categorical(key_first, logits, shape=(num_pairs,))
+    # Inverse CDF over the mask (uniform over its pixels; an empty mask gives the whole image):
+    # one cumsum instead of categorical's [num_pairs, H W] Gumbel draws (benchmarks/TRAIN.md).
+    inside = (mask.reshape(-1) > 0.5).astype(jnp.float32)
+    cdf = jnp.cumsum(jnp.where(jnp.any(inside > 0), inside, 1.0))
+    first = jnp.searchsorted(cdf, jax.random.uniform(key_first, (num_pairs,)) * cdf[-1], side='right')
   else:
     first = jax.random.randint(key_first, (num_pairs,), 0, height * width)
   row_a, col_a = first // width, first % width

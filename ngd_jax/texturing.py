@@ -39,6 +39,7 @@ class AppearanceBatch(NamedTuple):
   mask: jax.Array  # float32 [H, W], eroded garment mask.
   code: jax.Array  # float32 [P], normalised pose code with noise.
   dynamic_weight: jax.Array  # float32 [], 0 before appearance.dynamic_start_epoch.
+  pixels: jax.Array  # int32 [N], flat indices of covered pixels padded with -1 (see covered_pixels).
 
 
 def atlas(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,10 +84,18 @@ def rasterize_uv(posed: jax.Array, faces: jax.Array, uvs: jax.Array, uv_faces: j
   return render.interpolate(uvs, rast, uv_faces), (rast[..., 3] > 0).astype(jnp.float32)
 
 
+def covered_pixels(coverage: np.ndarray, capacity: int | None = None) -> np.ndarray:
+  """Host: flat indices of covered pixels, int32 [N] padded with -1 (N = capacity or the count
+  rounded up to a multiple of 1024, so frames share one compiled step)."""
+  indices = np.flatnonzero(np.asarray(coverage).reshape(-1) > 0)
+  capacity = capacity or max(1024, -(-len(indices) // 1024) * 1024)
+  return np.concatenate([indices, np.full(capacity - len(indices), -1)]).astype(np.int32)
+
+
 @functools.partial(jax.jit, static_argnums=(0,))
-def shade(module: texture_lib.DynamicTexture, params, uv, code, dynamic_weight) -> jax.Array:
-  """Textured colour [H, W, 3] at atlas coordinates uv [H, W, 2]."""
-  return texture_lib.shade(params['static'], module, params['dynamic'], uv, code, dynamic_weight)
+def shade(module: texture_lib.DynamicTexture, params, uv, code, dynamic_weight, pixels) -> jax.Array:
+  """Textured colour [H, W, 3] at atlas coordinates uv [H, W, 2]; T^D only at `pixels`."""
+  return texture_lib.shade(params['static'], module, params['dynamic'], uv, code, dynamic_weight, pixels)
 
 
 def appearance_step(state: AppearanceState, batch: AppearanceBatch, *, module: texture_lib.DynamicTexture,
@@ -96,7 +105,8 @@ def appearance_step(state: AppearanceState, batch: AppearanceBatch, *, module: t
   optimizer = appearance_optimizer(config, total_steps)
 
   def loss_fn(params):
-    rgb = texture_lib.shade(params['static'], module, params['dynamic'], batch.uv, batch.code, batch.dynamic_weight)
+    rgb = texture_lib.shade(params['static'], module, params['dynamic'], batch.uv, batch.code, batch.dynamic_weight,
+                            batch.pixels)
     return losses.texture_loss(rgb * batch.coverage[..., None], batch.target, batch.mask)
 
   loss, grads = jax.value_and_grad(loss_fn)(state.params)
@@ -162,6 +172,9 @@ def train_appearance(run, result, checkpointer, reporter, restored: AppearanceSt
       rasterize_uv(jnp.asarray(posed[t]), jnp.asarray(faces), state.uvs, state.uv_faces,
                    jnp.asarray(bank.world_to_clip[t]), bank.resolution, config.render.backend)
       for t in range(num_frames)])
+  coverage = [np.asarray(c) for c in coverage]
+  capacity = max(len(covered_pixels(c)) for c in coverage)
+  pixels = [covered_pixels(c, capacity) for c in coverage]
   eroded = np.stack([np.asarray(losses.erode(jnp.asarray(m, jnp.float32), config.loss.texture_erode))
                      for m in bank.mask])
   module = texture_lib.dynamic_texture_from_config(config.appearance)
@@ -181,7 +194,7 @@ def train_appearance(run, result, checkpointer, reporter, restored: AppearanceSt
     batch = AppearanceBatch(
         uv=uv_images[t], coverage=coverage[t], target=bank.rgb[t].astype(np.float32) / 255.0,
         mask=eroded[t], code=code + noise_std * jax.random.normal(key, code.shape),
-        dynamic_weight=jnp.float32(epoch >= config.appearance.dynamic_start_epoch))
+        dynamic_weight=jnp.float32(epoch >= config.appearance.dynamic_start_epoch), pixels=pixels[t])
     state, metrics = jit_appearance_step(state, batch, module=module, config=run.frozen, total_steps=total_steps)
     metrics = jax.device_get(metrics)
     train.check_finite(metrics, step, checkpointer)
@@ -203,5 +216,5 @@ def render_textured(config, state: AppearanceState, posed: jax.Array, faces: jax
   uv, coverage = rasterize_uv(posed, faces, state.uvs, state.uv_faces, world_to_clip, resolution,
                               config.render.backend)
   module = texture_lib.dynamic_texture_from_config(config.appearance)
-  rgb = shade(module, state.params, uv, texture_code(state, pose), 1.0)
+  rgb = shade(module, state.params, uv, texture_code(state, pose), 1.0, covered_pixels(coverage))
   return np.asarray(rgb * coverage[..., None]), np.asarray(coverage)

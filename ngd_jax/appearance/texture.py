@@ -7,7 +7,7 @@ not leak into the static texture. Both are evaluated per covered pixel.
 
 import flax.linen as nn
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from ngd_jax.appearance import hash_encoding
 from ngd_jax.render import texture as texture_lookup
@@ -60,11 +60,23 @@ def shade(
     uv: Float[Array, 'H W 2'],
     pose_code: Float[Array, 'P'],
     dynamic_weight: Array | float,
+    pixels: Int[Array, 'N'] | None = None,
 ) -> Float[Array, 'H W 3']:
-  """clamp(T^S(uv) + w T^D(uv, pose), 0, 1) per pixel; w = 0 keeps the dynamic texture off."""
+  """clamp(T^S(uv) + w T^D(uv, pose), 0, 1) per pixel; w = 0 keeps the dynamic texture off.
+
+  pixels: flat indices of the covered pixels, padded with -1 (host-built per frame, N a static
+  capacity); T^D is then evaluated there only (~10% of the image: 9x faster on CPU, TRAIN.md).
+  """
   height, width = uv.shape[:2]
   base = texture_lookup(static_texture, uv)
-  offset = dynamic_texture.apply(dynamic_params, jnp.clip(uv.reshape(-1, 2), 0.0, 1.0), pose_code)
+  flat_uv = jnp.clip(uv.reshape(-1, 2), 0.0, 1.0)
+  if pixels is None:
+    offset = dynamic_texture.apply(dynamic_params, flat_uv, pose_code)
+  else:
+    valid = (pixels >= 0)[:, None]
+    index = jnp.maximum(pixels, 0)
+    offset = dynamic_texture.apply(dynamic_params, flat_uv[index], pose_code)
+    offset = jnp.zeros((height * width, 3), offset.dtype).at[index].add(jnp.where(valid, offset, 0.0))
   return jnp.clip(base + dynamic_weight * offset.reshape(height, width, 3), 0.0, 1.0)
 
 

@@ -4,6 +4,8 @@
       [--mode=train|eval|export] [--config.train.num_epochs=50 ...]
 """
 
+import os
+
 from absl import app
 from absl import flags
 from ml_collections import config_flags
@@ -26,7 +28,12 @@ def main(argv):
   config = _CONFIG.value
   configuration.validate(config)
   # Imported here so that --help and config errors answer without loading JAX.
+  import jax  # pylint: disable=g-import-not-at-top
   from ngd_jax import evaluate, export, train  # pylint: disable=g-import-not-at-top
+
+  # Compiled programs persist across processes (eval and export reuse what train compiled).
+  jax.config.update('jax_compilation_cache_dir', os.environ.get(
+      'JAX_COMPILATION_CACHE_DIR', os.path.join(os.path.expanduser('~'), '.cache', 'ngd_jax', 'xla')))
 
   if _MODE.value == 'train':
     train.train_and_evaluate(config, _WORKDIR.value)

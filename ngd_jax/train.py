@@ -68,7 +68,8 @@ class StepBatch(NamedTuple):
   depth: jax.Array  # [H, W]
   blend_weight: jax.Array  # float32 [], weight of the network J^D (1 outside blending).
   vertex_noise_std: jax.Array  # float32 [].
-  key: jax.Array
+  seed: jax.Array  # int32 [], config.seed.
+  step: jax.Array  # int32 [], global step: the step's random draws are keyed by (seed, step).
 
 
 @functools.cache
@@ -136,7 +137,7 @@ def geometry_step(
   """
   face_capacity = mesh.operators.faces.shape[0]
   weights = render_weights(loss_config)
-  key_noise, key_pairs = jax.random.split(batch.key)
+  key_noise, key_pairs = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(batch.seed), batch.step))
   pairs = losses.sample_depth_pairs(
       key_pairs, batch.mask, loss_config.depth_pairs, loss_config.depth_box, loss_config.depth_pairs_in_mask
   )
@@ -263,26 +264,26 @@ class Run:
     return self.mesh_for(vertices, faces)
 
   def batch(self, state: GeometryState, constants: Constants, t: int, step: int, epoch: int) -> StepBatch:
-    """Host: the device batch of training frame t at global step `step`."""
+    """Host: the batch of training frame t at global step `step` (numpy only: no eager device ops)."""
     bank, config = self.bank, self.config
     since_remesh = epoch - int(state.blend_start_epoch)
-    blend = remesh.blend_weight(since_remesh, config.remesh.blend_epochs) if since_remesh >= 0 else 1.0
+    blend = float(remesh.blend_weight(since_remesh, config.remesh.blend_epochs)) if since_remesh >= 0 else 1.0
     noise = config.train.vertex_noise_std * max(0.0, 1.0 - step / max(config.train.vertex_noise_steps, 1))
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), step)
-    pose = jnp.asarray(bank.pose[t])
-    code = geometry.pose_code(constants.pose_pca, pose)
+    pca = constants.pose_pca
+    code = (bank.pose[t] - np.asarray(pca.mean)) @ np.asarray(pca.components).T
     if config.train.pose_noise_std > 0:
-      code = code + config.train.pose_noise_std * jax.random.normal(jax.random.fold_in(key, 1), code.shape)
+      code = code + config.train.pose_noise_std * np.random.default_rng([config.seed, 2, step]).normal(size=code.shape)
     return StepBatch(
-        t=jnp.int32(t),
-        frame=pipeline.frame_inputs(bank, t, code),
+        t=np.int32(t),
+        frame=pipeline.frame_inputs(bank, t, code.astype(np.float32)),
         target_diffuse=bank.target_diffuse[t],
         mask=bank.mask[t].astype(np.float32),
         hands=bank.hands[t].astype(np.float32),
         depth=bank.depth[t],
-        blend_weight=jnp.float32(blend),
-        vertex_noise_std=jnp.float32(noise),
-        key=key,
+        blend_weight=np.float32(blend),
+        vertex_noise_std=np.float32(noise),
+        seed=np.int32(config.seed),
+        step=np.int32(step),
     )
 
 

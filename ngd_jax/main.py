@@ -8,6 +8,7 @@ import os
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from ngd_jax import configuration
@@ -27,6 +28,10 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   config = _CONFIG.value
   configuration.validate(config)
+  if not flags.FLAGS['verbosity'].present:
+    # Progress and results go through the progress bar and prints; library INFO logs (orbax
+    # writes several lines per checkpoint) only with --verbosity=0.
+    logging.set_verbosity(logging.WARNING)
   # Imported here so that --help and config errors answer without loading JAX.
   import jax  # pylint: disable=g-import-not-at-top
   from ngd_jax import evaluate, export, train  # pylint: disable=g-import-not-at-top

@@ -16,15 +16,10 @@ e.g. Sapiens as in the paper, or 'oracle' for an upper bound rendered from the s
         --config.data.path=sequences/seq123
 """
 
-from configs import default
+from configs import dress4d
 
 
 def get_config():
-  config = default.get_config()
-  config.data.path = ''  # Pass --config.data.path=DIR (the imported sequence folder); required.
-  config.data.resolution = 1080  # The paper trains at 1080 pixels.
-  config.template.source = 'body'  # 4D-Dress ships no template usable here: build one from the body.
   # No jacket template is built from the body; 'tshirt' (torso and sleeves) is the closest, the
   # static field takes up the jacket's length and collar.
-  config.template.garment = 'tshirt'
-  return config
+  return dress4d.get_config('tshirt')

@@ -16,13 +16,8 @@ e.g. Sapiens as in the paper, or 'oracle' for an upper bound rendered from the s
         --config.data.path=sequences/seq185
 """
 
-from configs import default
+from configs import dress4d
 
 
 def get_config():
-  config = default.get_config()
-  config.data.path = ''  # Pass --config.data.path=DIR (the imported sequence folder); required.
-  config.data.resolution = 1080  # The paper trains at 1080 pixels.
-  config.template.source = 'body'  # 4D-Dress ships no template usable here: build one from the body.
-  config.template.garment = 'dress'  # Torso-to-legs template.
-  return config
+  return dress4d.get_config('dress')  # Torso-to-legs template.

@@ -18,6 +18,7 @@ import xatlas
 from ngd_jax import geometry
 from ngd_jax import losses
 from ngd_jax import render
+from ngd_jax import train
 from ngd_jax.appearance import texture as texture_lib
 
 
@@ -118,27 +119,17 @@ def appearance_step(state: AppearanceState, batch: AppearanceBatch, *, module: t
 jit_appearance_step = jax.jit(appearance_step, static_argnames=('module', 'config', 'total_steps'))
 
 
-def posed_frames(run, result) -> tuple[np.ndarray, np.ndarray]:
+def posed_frames(run: train.Run, result: train.GeometryResult) -> tuple[np.ndarray, np.ndarray]:
   """Host loop: final posed garment of every training frame, (float32 [T, V, 3], faces int32 [F, 3])."""
-  from ngd_jax import train  # pylint: disable=g-import-not-at-top
-
-  state, mesh, constants = result.state, result.mesh, result.constants
-  vertices, faces = train.unpadded_template(state)
+  vertices, faces = train.unpadded_template(result.state)
   dynamic = run.config.train.num_epochs > run.config.train.warmup_epochs
-  epoch = int(state.step) // run.bank.num_frames
-  deform = jax.jit(lambda params, frame, target, weight: run.model.deform(
-      params, constants.field_bounds, mesh, frame, dynamic=dynamic, blend_target=target, blend_weight=weight).posed)
-  posed = []
-  for t in range(run.bank.num_frames):
-    batch = run.batch(state, constants, t, int(state.step), epoch)
-    posed.append(np.asarray(deform(state.params, batch.frame, state.blend_target[t], batch.blend_weight)))
-  return np.stack(posed)[:, : len(vertices)], faces
+  epoch = int(result.state.step) // run.bank.num_frames
+  posed = train.deform_all_frames(run, result.state, result.mesh, result.constants, epoch, dynamic).posed
+  return posed[:, : len(vertices)], faces
 
 
-def canonical_mesh(run, result) -> tuple[np.ndarray, np.ndarray]:
+def canonical_mesh(run: train.Run, result: train.GeometryResult) -> tuple[np.ndarray, np.ndarray]:
   """Host: the J^S-only canonical garment (rest space), unpadded."""
-  from ngd_jax import train  # pylint: disable=g-import-not-at-top
-
   vertices, faces = train.unpadded_template(result.state)
   canonical = run.model.solve(result.mesh, result.state.params['static'])
   return np.asarray(canonical)[: len(vertices)], faces
@@ -151,10 +142,9 @@ def state_template(config: ml_collections.ConfigDict, poses: np.ndarray) -> Appe
                     jax.random.PRNGKey(0))
 
 
-def train_appearance(run, result, checkpointer, reporter, restored: AppearanceState | None) -> AppearanceState:
+def train_appearance(run: train.Run, result: train.GeometryResult, checkpointer, reporter,
+                     restored: AppearanceState | None) -> AppearanceState:
   """The appearance epochs on the frozen geometry, continuing `restored` if given."""
-  from ngd_jax import train  # pylint: disable=g-import-not-at-top
-
   config, bank = run.config, run.bank
   num_frames = bank.num_frames
   total_steps = config.appearance.num_epochs * num_frames

@@ -301,16 +301,23 @@ def epoch_order(seed: int, epoch: int, num_frames: int, phase: int = 0) -> np.nd
   return np.random.default_rng([seed, phase, epoch]).permutation(num_frames)
 
 
-def per_frame_dynamic(run: Run, state: GeometryState, mesh: model_lib.GarmentMesh, constants: Constants,
-                      epoch: int) -> np.ndarray:
-  """Host loop over frames: the J^D in use at `epoch` for every training frame, float32 [T, Fc, 3, 3]."""
-  deform = jax.jit(lambda params, frame, target, weight: run.model.deform(
-      params, constants.field_bounds, mesh, frame, dynamic=True, blend_target=target, blend_weight=weight).dynamic)
+@functools.partial(jax.jit, static_argnames=('model', 'dynamic'))
+def deform_frame(model: model_lib.GarmentModel, params, bounds, mesh, frame, blend_target, blend_weight,
+                 dynamic: bool) -> model_lib.Deformation:
+  """The deformation of one frame with the state's parameters (no gradient, jitted once per shape)."""
+  return model.deform(params, bounds, mesh, frame, dynamic=dynamic, blend_target=blend_target,
+                      blend_weight=blend_weight)
+
+
+def deform_all_frames(run: Run, state: GeometryState, mesh: model_lib.GarmentMesh, constants: Constants,
+                      epoch: int, dynamic: bool) -> model_lib.Deformation:
+  """Host loop over the training frames at `epoch`: the Deformation of each, stacked (numpy, padded)."""
   out = []
   for t in range(run.bank.num_frames):
     batch = run.batch(state, constants, t, int(state.step), epoch)
-    out.append(np.asarray(deform(state.params, batch.frame, state.blend_target[t], batch.blend_weight)))
-  return np.stack(out)
+    out.append(jax.device_get(deform_frame(run.model, state.params, constants.field_bounds, mesh, batch.frame,
+                                           state.blend_target[t], batch.blend_weight, dynamic)))
+  return jax.tree.map(lambda *frames: np.stack(frames), *out)
 
 
 def remesh_state(run: Run, state: GeometryState, mesh: model_lib.GarmentMesh, constants: Constants,
@@ -332,7 +339,7 @@ def remesh_state(run: Run, state: GeometryState, mesh: model_lib.GarmentMesh, co
   # The state keeps float32 rest vertices; build from the same values a resumed run will see.
   result = result._replace(vertices=result.vertices.astype(np.float32).astype(np.float64))
   dynamic_on = epoch >= run.config.train.warmup_epochs
-  old_dynamic = per_frame_dynamic(run, state, mesh, constants, epoch) if dynamic_on else None
+  old_dynamic = deform_all_frames(run, state, mesh, constants, epoch, True).dynamic if dynamic_on else None
   new_mesh = run.mesh_for(result.vertices, result.faces)
   face_capacity = new_mesh.operators.faces.shape[0]
   vertex_capacity = new_mesh.operators.rest_vertices.shape[0]

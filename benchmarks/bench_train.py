@@ -22,16 +22,16 @@ Timing: lower (trace) and compile are timed separately (jit(f).lower(...).compil
 warm-up call and the median of --repeats calls, with jax.block_until_ready.
 
   PYTHONPATH=. .venv/bin/python benchmarks/bench_train.py [--quick] [--case=a|b|both] [--sequence=/tmp/bench_seq]
-  PYTHONPATH=. .venv/bin/python benchmarks/bench_train.py --compile_only [--vectorized_hash] [--proposals] [--solver=cg]
+  PYTHONPATH=. .venv/bin/python benchmarks/bench_train.py --compile_only [--vectorized_hash] [--solver=cg]
 
 The sequence: .venv/bin/python -m ngd_jax.data.synthetic --out=/tmp/bench_seq --preset=demo --seed=0.
 --quick: case (a) only, 3 repeats. --compile_only: one JSON line with the lower and compile time
 (wall and process CPU) and ms per step of the dynamic geometry step at the demo size, for comparing
 XLA_FLAGS, JAX_COMPILATION_CACHE_DIR or code variants in separate processes.
-Variants measured without editing the modules (benchmarks/TRAIN.md, proposals): --vectorized_hash
-swaps in a hash grid computing all levels at once (same parameters; outputs checked equal here);
---proposals also swaps in inverse-CDF depth-pair sampling and an antialias restricted to the pixel
-pairs that can change. --solver sets config.geometry.solver ('cg' has no host callback, so the
+A variant measured without editing the modules (benchmarks/README.md, proposals): --vectorized_hash
+swaps in a hash grid computing all levels at once (same parameters; outputs checked equal here).
+(The inverse-CDF depth pairs, covered-pixel dynamic texture and compact antialias proposals are now
+in the library.) --solver sets config.geometry.solver ('cg' has no host callback, so the
 persistent compilation cache can store its step; the Cholesky step is never cached).
 """
 
@@ -63,8 +63,6 @@ from ngd_jax import train
 from ngd_jax.appearance import hash_encoding
 from ngd_jax.appearance import texture as texture_lib
 from ngd_jax.geometry import templates
-from ngd_jax.render import antialiasing
-from ngd_jax.render import rasterizer
 from ngd_jax.render import texture as texture_lookup
 
 
@@ -147,61 +145,6 @@ def use_vectorized_hash() -> None:
 SOLVER = 'auto'  # --solver: config.geometry.solver of every case.
 
 
-def sample_depth_pairs_icdf(key, mask, num_pairs, box, in_mask):
-  """losses.sample_depth_pairs with the first pixel drawn by inverse CDF (proposal 1, TRAIN.md)."""
-  if not in_mask:
-    return ORIGINAL['sample_depth_pairs'](key, mask, num_pairs, box, in_mask)
-  height, width = mask.shape
-  key_first, key_offset = jax.random.split(key)
-  inside = (mask.reshape(-1) > 0.5).astype(jnp.float32)
-  cdf = jnp.cumsum(jnp.where(jnp.any(inside > 0), inside, 1.0))
-  first = jnp.searchsorted(cdf, jax.random.uniform(key_first, (num_pairs,)) * cdf[-1], side='right')
-  row_a, col_a = first // width, first % width
-  offset = jax.random.randint(key_offset, (num_pairs, 2), -(box // 2), box - box // 2)
-  second = jnp.clip(row_a + offset[:, 0], 0, height - 1) * width + jnp.clip(col_a + offset[:, 1], 0, width - 1)
-  flat = mask.reshape(-1)
-  return first, second, ((flat[first] > 0.5) & (flat[second] > 0.5)).astype(jnp.float32)
-
-
-def antialias_one_compact(color, rast, clip_pos, faces, opposite):
-  """antialiasing._antialias_one on the pixel pairs that can change only (proposal 3, TRAIN.md).
-
-  A pair changes colour only if its triangle ids differ and one of the two triangles has a usable
-  silhouette edge; at most H W / 4 such pairs per direction (static capacity).
-  """
-  height, width, channels = color.shape
-  fx, fy = rasterizer.ndc_centres(height, width)
-  centre = jnp.stack(jnp.broadcast_arrays(fx[None, :], fy[:, None]), axis=-1).reshape(-1, 2)
-  data = antialiasing._edge_data(clip_pos, faces, opposite, (height, width))  # pylint: disable=protected-access
-  ids = jax.lax.stop_gradient(rast[..., 3]).astype(jnp.int32) - 1
-  flat_color, flat_rast, flat_ids = color.reshape(-1, channels), rast.reshape(-1, 4), ids.reshape(-1)
-  capacity = height * width // 4
-  out = flat_color
-  for step, use in ((1, data.use_h), (width, data.use_v)):
-    has_edge = jnp.any(use, axis=-1)[jnp.maximum(flat_ids, 0)] & (flat_ids >= 0)  # [H W]
-    neighbour = jnp.roll(flat_ids, -step)
-    in_image = (jnp.arange(height * width) % width < width - 1) if step == 1 else (
-        jnp.arange(height * width) < (height - 1) * width)
-    candidate = in_image & (flat_ids != neighbour) & (has_edge | jnp.roll(has_edge, -step))
-    (a,) = jnp.nonzero(candidate, size=capacity, fill_value=0)
-    valid = (jnp.arange(capacity) < jnp.sum(candidate))[:, None]
-    b = a + step
-    da, db = antialiasing._pair_deltas(  # pylint: disable=protected-access
-        flat_color[a], flat_color[b], flat_rast[a], flat_rast[b], centre[a], centre[b], data.coef, use)
-    out = out.at[a].add(jnp.where(valid, da, 0.0)).at[b].add(jnp.where(valid, db, 0.0))
-  return out.reshape(height, width, channels)
-
-
-ORIGINAL = {'sample_depth_pairs': losses.sample_depth_pairs}
-
-
-def use_proposals() -> None:
-  """Swaps in proposals 1-3 (TRAIN.md) by module attribute, for measuring them without editing."""
-  losses.sample_depth_pairs = sample_depth_pairs_icdf
-  antialiasing._antialias_one = antialias_one_compact  # pylint: disable=protected-access
-  use_vectorized_hash()
-
-
 def make_config(sequence: str, resolution: int):
   config = demo.get_config()
   config.data.path = sequence
@@ -260,7 +203,8 @@ def geometry_pieces(run: train.Run, state, mesh, constants, batch, dynamic: bool
 
   def losses_fwd_bwd(diffuse, alpha, depth, jacobians, rast, batch):
     weights = train.render_weights(config.loss)
-    pairs = losses.sample_depth_pairs(batch.key, batch.mask, config.loss.depth_pairs, config.loss.depth_box,
+    key = jax.random.fold_in(jax.random.PRNGKey(batch.seed), batch.step)
+    pairs = losses.sample_depth_pairs(key, batch.mask, config.loss.depth_pairs, config.loss.depth_box,
                                       config.loss.depth_pairs_in_mask)
 
     def total(diffuse, alpha, depth, jacobians):
@@ -322,7 +266,8 @@ def appearance_setup(run: train.Run, state, mesh, constants, batch):
   mask = losses.erode(jnp.asarray(run.bank.mask[0], jnp.float32), config.loss.texture_erode)
   app_batch = texturing.AppearanceBatch(
       uv=uv, coverage=coverage, target=jnp.asarray(run.bank.rgb[0], jnp.float32) / 255.0, mask=mask,
-      code=texturing.texture_code(app_state, jnp.asarray(run.bank.pose[0])), dynamic_weight=jnp.float32(1.0))
+      code=texturing.texture_code(app_state, jnp.asarray(run.bank.pose[0])), dynamic_weight=jnp.float32(1.0),
+      pixels=jnp.asarray(texturing.covered_pixels(np.asarray(coverage))))
   module = texture_lib.dynamic_texture_from_config(config.appearance)
   step = functools.partial(texturing.appearance_step, module=module,
                            config=ml_collections.FrozenConfigDict(config), total_steps=total_steps)
@@ -338,10 +283,11 @@ def appearance_pieces(app_state, app_batch, module, optimizer):
     image, pullback = jax.vjp(lambda t: texture_lookup(t, uv), texture)
     return image, pullback(cotangent)
 
-  def dynamic_fwd_bwd(dynamic_params, uv, code, cotangent):
-    fn = lambda p: module.apply(p, jnp.clip(uv.reshape(-1, 2), 0.0, 1.0), code)
+  def dynamic_fwd_bwd(dynamic_params, uv, code, pixels, cotangent):
+    # As texture.shade evaluates it: on the covered pixels only.
+    fn = lambda p: module.apply(p, jnp.clip(uv.reshape(-1, 2), 0.0, 1.0)[jnp.maximum(pixels, 0)], code)
     out, pullback = jax.vjp(fn, dynamic_params)
-    return out, pullback(cotangent.reshape(-1, 3))
+    return out, pullback(cotangent.reshape(-1, 3)[jnp.maximum(pixels, 0)])
 
   def loss_fwd_bwd(rgb, batch):
     fn = lambda rgb: losses.texture_loss(rgb * batch.coverage[..., None], batch.target, batch.mask)
@@ -355,7 +301,8 @@ def appearance_pieces(app_state, app_batch, module, optimizer):
   rgb = jnp.full((height, width, 3), 0.2)
   return [
       ('static texture', static_fwd_bwd, (params['static'], app_batch.uv, cotangent)),
-      ('dynamic texture', dynamic_fwd_bwd, (params['dynamic'], app_batch.uv, app_batch.code, cotangent)),
+      ('dynamic texture', dynamic_fwd_bwd, (params['dynamic'], app_batch.uv, app_batch.code, app_batch.pixels,
+                                            cotangent)),
       ('loss', loss_fwd_bwd, (rgb, app_batch)),
       ('optimizer', optimizer_update, (grads, app_state.opt_state, params)),
   ]
@@ -446,8 +393,6 @@ def main(argv=None) -> None:
   parser.add_argument('--case', choices=('a', 'b', 'both'), default='both')
   parser.add_argument('--compile_only', action='store_true')
   parser.add_argument('--vectorized_hash', action='store_true')
-  parser.add_argument('--proposals', action='store_true',
-                      help='swap in the proposed depth-pair sampling, compact antialias and vectorised hash grid')
   parser.add_argument('--solver', default='auto', help="config.geometry.solver ('cg' has no host callback, so the "
                       'persistent compilation cache can store its step)')
   parser.add_argument('--json', default='', help='also write the results here')
@@ -459,8 +404,6 @@ def main(argv=None) -> None:
   SOLVER = args.solver
   if args.vectorized_hash:
     use_vectorized_hash()
-  if args.proposals:
-    use_proposals()
   if args.compile_only:
     compile_only(load_run(args.sequence, 256, 0))
     return

@@ -12,8 +12,13 @@ handled by one direction only), the two colours are blended by where the edge cr
 t in [0, 1] from the owner, the owner covers t + 0.5 pixels of the pair, so the other pixel takes
 (t - 0.5) of the owner's colour when t > 0.5, and the owner pixel (0.5 - t) of the other's when
 t < 0.5. Gradients w.r.t. positions flow through t.
+
+Only pairs whose ids differ and whose owner has such an edge can change, a few per cent of all
+pairs on garment frames, so antialias gathers those into a static capacity and scatters the
+deltas back (benchmarks/TRAIN.md, proposal 3), with an exact fallback when they do not fit.
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -102,13 +107,21 @@ def _edge_data(clip_pos, faces, opposite, resolution) -> _EdgeData:
   return _EdgeData(coef, silhouette & (grad_x >= grad_y), silhouette & (grad_y > grad_x))
 
 
-def _pair_deltas(color_a, color_b, rast_a, rast_b, centre_a, centre_b, coef, use):
-  """Colour changes (delta_a, delta_b) of neighbouring pixels a and b (arrays [..., C])."""
+def _owner(rast_a, rast_b):
+  """Triangle ids (i32, -1 background), whether pixel a owns the pair, and the owner triangle.
+
+  The owner is the nearer pixel's triangle, or the non-background one; no gradient flows here.
+  """
   id_a = jax.lax.stop_gradient(rast_a[..., 3]).astype(jnp.int32) - 1
   id_b = jax.lax.stop_gradient(rast_b[..., 3]).astype(jnp.int32) - 1
-  zw_a, zw_b = rast_a[..., 2], rast_b[..., 2]
+  zw_a, zw_b = jax.lax.stop_gradient(rast_a[..., 2]), jax.lax.stop_gradient(rast_b[..., 2])
   a_owns = (id_a >= 0) & ((id_b < 0) | (zw_a <= zw_b))
-  tri = jnp.maximum(jnp.where(a_owns, id_a, id_b), 0)
+  return id_a, id_b, a_owns, jnp.maximum(jnp.where(a_owns, id_a, id_b), 0)
+
+
+def _pair_deltas(color_a, color_b, rast_a, rast_b, centre_a, centre_b, coef, use):
+  """Colour changes (delta_a, delta_b) of neighbouring pixels a and b (arrays [..., C])."""
+  id_a, id_b, a_owns, tri = _owner(rast_a, rast_b)
   p_own = jnp.where(a_owns[..., None], centre_a, centre_b)[..., None, :]
   p_oth = jnp.where(a_owns[..., None], centre_b, centre_a)[..., None, :]
   edge = coef[tri]  # [..., 3, 3]
@@ -132,24 +145,105 @@ def _pair_deltas(color_a, color_b, rast_a, rast_b, centre_a, centre_b, coef, use
   return delta_a, delta_b
 
 
-def _antialias_one(color, rast, clip_pos, faces, opposite):
+def _candidates(rast, data: _EdgeData) -> jax.Array:
+  """bool[2, H W]: pixel a = flat index, b = a + 1 (row 0) or a + W (row 1) can change colour.
+
+  A pair can change only if its triangle ids differ and the owner triangle has a silhouette edge
+  steep for that direction; every other pair gets zero deltas from _pair_deltas, so skipping it
+  changes nothing.
+  """
   height, width = rast.shape[:2]
+  flat_rast = rast.reshape(-1, 4)
+  index = np.arange(height * width)
+  masks = []
+  for step, use, in_image in ((1, data.use_h, index % width < width - 1),
+                              (width, data.use_v, index < (height - 1) * width)):
+    id_a, id_b, _, tri = _owner(flat_rast, jnp.roll(flat_rast, -step, axis=0))
+    masks.append(in_image & (id_a != id_b) & jnp.any(use, axis=-1)[tri])
+  return jnp.stack(masks)
+
+
+def _antialias_pairs(color, rast, data: _EdgeData, candidates, capacity: int):
+  """Runs _pair_deltas on the first `capacity` candidate pairs per direction, scatters back.
+
+  Exact when each direction has at most `capacity` candidates (always when capacity >= H W).
+  """
+  height, width, channels = color.shape
   fx, fy = rasterize_lib.ndc_centres(height, width)
-  centre = jnp.stack(jnp.broadcast_arrays(fx[None, :], fy[:, None]), axis=-1)  # [H, W, 2]
-  data = _edge_data(clip_pos, faces, opposite, (height, width))
-  # Horizontal pairs (a = column c, b = column c + 1).
-  da, db = _pair_deltas(color[:, :-1], color[:, 1:], rast[:, :-1], rast[:, 1:], centre[:, :-1],
-                        centre[:, 1:], data.coef, data.use_h)
-  out = color.at[:, :-1].add(da).at[:, 1:].add(db)
-  # Vertical pairs (a = row r, b = row r + 1).
-  da, db = _pair_deltas(color[:-1], color[1:], rast[:-1], rast[1:], centre[:-1], centre[1:],
-                        data.coef, data.use_v)
-  return out.at[:-1].add(da).at[1:].add(db)
+  centre = jnp.stack(jnp.broadcast_arrays(fx[None, :], fy[:, None]), axis=-1).reshape(-1, 2)
+  flat_color, flat_rast = color.reshape(-1, channels), rast.reshape(-1, 4)
+  out = flat_color
+  for candidate, step, use in ((candidates[0], 1, data.use_h), (candidates[1], width, data.use_v)):
+    (a,) = jnp.nonzero(candidate, size=capacity, fill_value=0)
+    valid = (jnp.arange(capacity) < jnp.sum(candidate))[:, None]
+    b = a + step
+    da, db = _pair_deltas(flat_color[a], flat_color[b], flat_rast[a], flat_rast[b], centre[a],
+                          centre[b], data.coef, use)
+    out = out.at[a].add(jnp.where(valid, da, 0.0)).at[b].add(jnp.where(valid, db, 0.0))
+  return out.reshape(height, width, channels)
+
+
+def _run(color, coef, use_h, use_v, rast, candidates, capacity: int):
+  """_antialias_pairs over the batch axis."""
+  data = _EdgeData(coef, use_h, use_v)
+  return jax.vmap(_antialias_pairs, in_axes=(0, 0, 0, 0, None))(color, rast, data, candidates,
+                                                                 capacity)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _run_with_fallback(capacity, color, coef, use_h, use_v, rast, candidates, overflow):
+  """_run with `capacity`, or with H W (every pair) when `overflow`.
+
+  A custom VJP because differentiating lax.cond keeps the residuals of both branches (zeros for the
+  untaken one, H W sized for the fallback): forward + backward took 28 ms instead of 5 ms at 256^2.
+  Here the backward pass recomputes the taken branch from the inputs instead.
+  """
+  full = rast.shape[1] * rast.shape[2]
+  branches = [functools.partial(_run, capacity=size) for size in (full, capacity)]
+  return jax.lax.cond(overflow, *branches, color, coef, use_h, use_v, rast, candidates)
+
+
+def _run_fwd(capacity, color, coef, use_h, use_v, rast, candidates, overflow):
+  out = _run_with_fallback(capacity, color, coef, use_h, use_v, rast, candidates, overflow)
+  return out, (color, coef, use_h, use_v, rast, candidates, overflow)
+
+
+def _run_bwd(capacity, residuals, cotangent):
+  color, coef, use_h, use_v, rast, candidates, overflow = residuals
+  full = rast.shape[1] * rast.shape[2]
+
+  def pullback(size):
+    def fn(color, coef):
+      run = lambda c, e: _run(c, e, use_h, use_v, rast, candidates, size)
+      return jax.vjp(run, color, coef)[1](cotangent)
+    return fn
+
+  d_color, d_coef = jax.lax.cond(overflow, pullback(full), pullback(capacity), color, coef)
+  return d_color, d_coef, None, None, None, None, None
+
+
+_run_with_fallback.defvjp(_run_fwd, _run_bwd)
+
+
+def default_max_pairs(height: int, width: int) -> int:
+  """Host: default pair capacity per direction, H W / 16 (at least 1).
+
+  Candidate pairs grow with the silhouette length, not the area: a skirt filling a third of the
+  image has ~720 of 4,096 at 256^2 and ~1,540 of 16,384 at 512^2 (20k faces); larger counts take
+  the exact fallback.
+  """
+  return max(1, height * width // 16)
 
 
 def antialias(color: jax.Array, rast: jax.Array, clip_pos: jax.Array, faces: jax.Array,
-              topology: Topology) -> jax.Array:
+              topology: Topology, max_pairs: int | None = None) -> jax.Array:
   """Blends colours across silhouette edges (see module docstring).
+
+  Only the pixel pairs that can change colour (_candidates) are processed, at most `max_pairs`
+  per direction and image (a static capacity). When any image of the batch has more, a lax.cond
+  runs the same pass with capacity H W instead, which holds every pair: overflow costs time, never
+  correctness. Under an outer jax.vmap of this function the cond becomes a select and both
+  branches run (still exact, slower); pass the batch as a leading axis instead.
 
   Args:
     color: f32[B, H, W, C] | [H, W, C] shaded image.
@@ -157,6 +251,7 @@ def antialias(color: jax.Array, rast: jax.Array, clip_pos: jax.Array, faces: jax
     clip_pos: f32[B, V, 4] | [V, 4].
     faces: i32[F, 3].
     topology: build_topology(faces).
+    max_pairs: static pair capacity per direction; None -> default_max_pairs(H, W).
 
   Returns:
     Antialiased colour, same shape; differentiable w.r.t. color and clip_pos.
@@ -167,8 +262,18 @@ def antialias(color: jax.Array, rast: jax.Array, clip_pos: jax.Array, faces: jax
   if topology.opposite.shape != faces.shape:
     raise ValueError(f'antialias: topology for {topology.opposite.shape[0]} faces given with '
                      f'{faces.shape[0]} faces; call build_topology(faces) for these faces.')
+  height, width = rast.shape[-3:-1]
+  capacity = default_max_pairs(height, width) if max_pairs is None else int(max_pairs)
+  if capacity < 1:
+    raise ValueError(f'antialias: max_pairs must be a positive int or None, got {max_pairs}.')
+  capacity = min(capacity, height * width)
   faces = jnp.asarray(faces, jnp.int32)
-  if color.ndim == 4:
-    return jax.vmap(_antialias_one, in_axes=(0, 0, 0, None, None))(
-        color, rast, clip_pos, faces, topology.opposite)
-  return _antialias_one(color, rast, clip_pos, faces, topology.opposite)
+  batched = color.ndim == 4
+  if not batched:
+    color, rast, clip_pos = color[None], rast[None], clip_pos[None]
+  data = jax.vmap(lambda c: _edge_data(c, faces, topology.opposite, (height, width)))(clip_pos)
+  candidates = jax.vmap(_candidates)(rast, data)
+  overflow = jnp.any(jnp.sum(candidates, axis=-1) > capacity)
+  out = _run_with_fallback(capacity, color, data.coef, data.use_h, data.use_v, rast, candidates,
+                           overflow)
+  return out if batched else out[0]

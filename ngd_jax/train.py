@@ -72,9 +72,7 @@ class StepBatch(NamedTuple):
   step: jax.Array  # int32 [], global step: the step's random draws are keyed by (seed, step).
 
 
-@functools.cache
-def _no_blend_epoch() -> int:
-  return -(2**30)
+_NO_BLEND_EPOCH = -(2**30)  # blend_start_epoch before any remesh: J^D is the network's alone.
 
 
 def log_linear(start: float, end: float, steps: int) -> optax.Schedule:
@@ -186,7 +184,7 @@ def geometry_step(
       scores=remesh.accumulate(state.scores, stats),
       solutions=state.solutions.at[batch.t].set(jax.lax.stop_gradient(canonical)),
   )
-  metrics = dict(terms, total=total, static_grad_norm=optax.global_norm(grads['static']))
+  metrics = dict(terms, total=total, static_grad_norm=optax.tree.norm(grads['static']))
   return new_state, metrics
 
 
@@ -253,7 +251,7 @@ class Run:
         num_faces=jnp.int32(len(self.inputs.template_faces)),
         scores=remesh.init_accumulator(face_capacity),
         blend_target=jnp.zeros((num_frames, face_capacity, 3, 3), jnp.float32),
-        blend_start_epoch=jnp.int32(_no_blend_epoch()),
+        blend_start_epoch=jnp.int32(_NO_BLEND_EPOCH),
         solutions=jnp.broadcast_to(ops.rest_vertices, (num_frames, vertex_capacity, 3)),
     )
     return state, mesh
@@ -369,7 +367,7 @@ def remesh_state(run: Run, state: GeometryState, mesh: model_lib.GarmentMesh, co
       num_faces=jnp.int32(len(result.faces)),
       scores=remesh.init_accumulator(face_capacity),
       blend_target=jnp.asarray(blend_target, jnp.float32),
-      blend_start_epoch=jnp.int32(epoch if dynamic_on else _no_blend_epoch()),
+      blend_start_epoch=jnp.int32(epoch if dynamic_on else _NO_BLEND_EPOCH),
       solutions=jnp.asarray(solutions, jnp.float32),
   )
   reporter.write(f'Remesh {remesh_index + 1}/{num_remeshes} after epoch {epoch}: {result.report}')
@@ -506,15 +504,15 @@ def preview(run: Run, state: GeometryState, mesh: model_lib.GarmentMesh, constan
   """Host: target diffuse | rendered diffuse | error, [H, 3W, 3] in [0, 1], for TensorBoard."""
   batch = run.batch(state, constants, t, int(state.step), int(state.step) // run.bank.num_frames)
   dynamic = int(state.step) // run.bank.num_frames >= run.config.train.warmup_epochs
-  rendered = render_frame(run.model, state.params, constants, mesh, batch, state.blend_target[t], dynamic)
+  deformation = deform_frame(run.model, state.params, constants.field_bounds, mesh, batch.frame,
+                             state.blend_target[t], batch.blend_weight, dynamic)
+  rendered = render_diffuse(run.model, mesh, deformation.posed, batch.frame)
   target = run.bank.target_diffuse[t][..., 0]
   image = np.asarray(rendered)[..., 0]
   row = np.concatenate([target, image, np.abs(target - image)], axis=1)
   return np.repeat(row[..., None], 3, axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'dynamic'))
-def render_frame(model, params, constants, mesh, batch, blend_target, dynamic):
-  deformation = model.deform(params, constants.field_bounds, mesh, batch.frame, dynamic=dynamic,
-                             blend_target=blend_target, blend_weight=batch.blend_weight)
-  return model.render(mesh, deformation.posed, batch.frame).diffuse
+@functools.partial(jax.jit, static_argnames=('model',))
+def render_diffuse(model: model_lib.GarmentModel, mesh, posed, frame) -> jax.Array:
+  return model.render(mesh, posed, frame).diffuse

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import sparse
 
+from ngd_jax import metrics
 from ngd_jax import render
 
 # Anchor colours of the 'inferno' colour map at 0, 1/8, ..., 1 (black, purple, orange, yellow),
@@ -61,21 +62,6 @@ def _write_bytes(path: str | os.PathLike, data: bytes) -> None:
   """Host: atomically write `data` to `path`."""
   with atomic_path(path) as tmp:
     tmp.write_bytes(data)
-
-
-def _check_mesh(vertices: np.ndarray, faces: np.ndarray,
-                name: str) -> tuple[np.ndarray, np.ndarray]:
-  """Host: vertices float [V, 3] finite and faces int [F, 3] indexing them, as numpy arrays."""
-  vertices = np.asarray(vertices)
-  faces = np.asarray(faces)
-  if vertices.ndim != 2 or vertices.shape[1] != 3 or not np.all(np.isfinite(vertices)):
-    raise ValueError(f'{name}: vertices must be finite [V, 3], got shape {vertices.shape}.')
-  if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
-    raise ValueError(f'{name}: faces must be integer [F, 3], got {faces.dtype} {faces.shape}.')
-  if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-    raise ValueError(f'{name}: face indices must lie in [0, {len(vertices)}), got '
-                     f'[{faces.min()}, {faces.max()}]. Drop padding vertices/faces first.')
-  return vertices, faces
 
 
 def _check_uvs(uvs: np.ndarray, face_uvs: np.ndarray, faces: np.ndarray,
@@ -133,7 +119,7 @@ def _obj_text(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None = 
 
 def write_obj(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray) -> None:
   """Host: atomically write a triangle mesh (vertices float [V, 3], faces int [F, 3]) as OBJ."""
-  vertices, faces = _check_mesh(vertices, faces, 'write_obj')
+  vertices, faces = metrics.mesh_arrays((vertices, faces), 'write_obj')
   _write_bytes(path, _obj_text(vertices, faces).encode())
 
 
@@ -150,7 +136,7 @@ def write_textured_obj(path: str | os.PathLike, vertices: np.ndarray, faces: np.
     texture_image: [Ht, Wt, 3] float in [0, 1] or uint8, top row first (as images are stored).
     texture_filename: name of the PNG next to the .obj.
   """
-  vertices, faces = _check_mesh(vertices, faces, 'write_textured_obj')
+  vertices, faces = metrics.mesh_arrays((vertices, faces), 'write_textured_obj')
   uvs, face_uvs = _check_uvs(uvs, face_uvs, faces, 'write_textured_obj')
   path = pathlib.Path(path)
   mtl_name = path.with_suffix('.mtl').name
@@ -264,7 +250,7 @@ def write_animated_glb(path: str | os.PathLike, vertices_per_frame: np.ndarray, 
   if frames.ndim != 3 or len(frames) == 0:
     raise ValueError(f'write_animated_glb: vertices_per_frame must be [T, V, 3] with T >= 1, '
                      f'got {frames.shape}.')
-  _, faces = _check_mesh(frames[0], faces, 'write_animated_glb')
+  _, faces = metrics.mesh_arrays((frames[0], faces), 'write_animated_glb')
   if not np.all(np.isfinite(frames)):
     raise ValueError('write_animated_glb: vertices_per_frame contain NaN or inf.')
   if not fps > 0:

@@ -41,7 +41,7 @@ class ChamferResult(NamedTuple):
   normal_consistency: float  # Mean |cos| of normals of NN pairs (centred clouds), both ways averaged.
 
 
-def _mesh_arrays(mesh: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+def mesh_arrays(mesh: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
   """Host: (vertices float64 [V, 3], faces int64 [F, 3]) of a trimesh.Trimesh or a pair."""
   if hasattr(mesh, 'vertices') and hasattr(mesh, 'faces'):
     vertices, faces = mesh.vertices, mesh.faces
@@ -55,7 +55,7 @@ def _mesh_arrays(mesh: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f'{name}: faces must be integer [F, 3], got {faces.dtype} {faces.shape}.')
   if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
     raise ValueError(f'{name}: face indices must lie in [0, {len(vertices)}); got '
-                     f'[{faces.min()}, {faces.max()}].')
+                     f'[{faces.min()}, {faces.max()}]. Drop padding vertices/faces first.')
   if not np.all(np.isfinite(vertices)):
     raise ValueError(f'{name}: vertices contain NaN or inf.')
   return vertices, faces.astype(np.int64)
@@ -73,7 +73,7 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int,
     n: number of samples.
     seed: seed of the numpy generator.
   """
-  vertices, faces = _mesh_arrays((vertices, faces), 'sample_surface')
+  vertices, faces = mesh_arrays((vertices, faces), 'sample_surface')
   if n <= 0:
     raise ValueError(f'sample_surface: n must be positive, got {n}.')
   corners = vertices[faces]  # [F, 3, 3]
@@ -134,8 +134,8 @@ def chamfer(pred_mesh: Any, gt_mesh: Any, num_samples: int = 10_000,
   conventions. Deterministic given the seed.
   """
   pred_seed, gt_seed = np.random.SeedSequence(seed).spawn(2)
-  pred = sample_surface(*_mesh_arrays(pred_mesh, 'pred_mesh'), num_samples, pred_seed)
-  gt = sample_surface(*_mesh_arrays(gt_mesh, 'gt_mesh'), num_samples, gt_seed)
+  pred = sample_surface(*mesh_arrays(pred_mesh, 'pred_mesh'), num_samples, pred_seed)
+  gt = sample_surface(*mesh_arrays(gt_mesh, 'gt_mesh'), num_samples, gt_seed)
   return chamfer_from_samples(pred, gt)
 
 

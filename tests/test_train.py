@@ -88,7 +88,7 @@ def test_export_writes_every_product(uninterrupted, sequence_path):
 
 
 class Killed(Exception):
-  pass
+  """Stands for the process being killed at a chosen step."""
 
 
 def test_killed_and_resumed_run_matches(uninterrupted, sequence_path, tmp_path, monkeypatch):

@@ -82,3 +82,14 @@ class HashGridEncoding(nn.Module):
     weights = jnp.stack(weights, axis=1)
     features = jnp.sum(table[indices] * weights[..., None], axis=2)  # [N, L, F]
     return features.reshape(*inputs.shape[:-1], self.num_levels * self.features)
+
+
+# Config fields (configs/default.py) shared by the modules built from a hash grid and an MLP: the
+# dynamic Jacobian field (config.geometry) and the dynamic texture (config.appearance).
+HASH_MLP_FIELDS = ('hash_levels', 'hash_features', 'hash_log2_table_size', 'hash_base_resolution',
+                   'hash_growth', 'mlp_width', 'mlp_depth')
+
+
+def from_config(module_class, config):
+  """module_class(**the HASH_MLP_FIELDS of config), e.g. DynamicTexture from config.appearance."""
+  return module_class(**{name: config[name] for name in HASH_MLP_FIELDS})

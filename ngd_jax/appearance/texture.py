@@ -42,15 +42,7 @@ class DynamicTexture(nn.Module):
 
 def dynamic_texture_from_config(appearance_config) -> DynamicTexture:
   """The dynamic texture with sizes from config.appearance (configs/default.py)."""
-  return DynamicTexture(
-      hash_levels=appearance_config.hash_levels,
-      hash_features=appearance_config.hash_features,
-      hash_log2_table_size=appearance_config.hash_log2_table_size,
-      hash_base_resolution=appearance_config.hash_base_resolution,
-      hash_growth=appearance_config.hash_growth,
-      mlp_width=appearance_config.mlp_width,
-      mlp_depth=appearance_config.mlp_depth,
-  )
+  return hash_encoding.from_config(DynamicTexture, appearance_config)
 
 
 def shade(

@@ -121,11 +121,4 @@ class DynamicJacobianField(nn.Module):
 
 def dynamic_field_from_config(geometry_config) -> DynamicJacobianField:
   """The field with sizes from config.geometry (configs/default.py)."""
-  return DynamicJacobianField(
-      hash_levels=geometry_config.hash_levels,
-      hash_features=geometry_config.hash_features,
-      hash_log2_table_size=geometry_config.hash_log2_table_size,
-      hash_base_resolution=geometry_config.hash_base_resolution,
-      hash_growth=geometry_config.hash_growth,
-      mlp_width=geometry_config.mlp_width,
-      mlp_depth=geometry_config.mlp_depth)
+  return hash_encoding.from_config(DynamicJacobianField, geometry_config)

@@ -10,12 +10,12 @@ w.r.t. J). Medians over repeats.
 """
 
 import argparse
-import statistics
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from timing import median_time
 
 from configs import default
 from ngd_jax.geometry import operators as operators_lib
@@ -39,16 +39,6 @@ def tube(num_vertices: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
   c, d = a + around, b + around
   faces = np.concatenate([np.stack([a, c, b], -1), np.stack([b, c, d], -1)]).reshape(-1, 3)
   return vertices, faces
-
-
-def median_time(fn, repeats: int) -> float:
-  jax.block_until_ready(fn())
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def bench(num_vertices: int, repeats: int, tol: float, maxiter: int) -> dict[str, float]:

@@ -18,6 +18,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from timing import median_time
 
 from ngd_jax import render
 from ngd_jax.render import ffi
@@ -46,16 +47,6 @@ def camera(res: int):
   world_to_camera = np.eye(4, dtype=np.float32)
   world_to_camera[2, 3] = 3.0
   return K, world_to_camera, render.camera_to_clip(K, world_to_camera, (res, res), 0.05, 20.0)
-
-
-def median_time(fn, repeats: int) -> float:
-  jax.block_until_ready(fn())  # Warm-up and compile.
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def tinyrenderer_time(verts, faces, res, repeats):

@@ -9,6 +9,7 @@ the 2^D corners of the cell holding the point. All levels share one parameter ar
 per-level offsets, so the lookup is a single gather.
 """
 
+import dataclasses
 import itertools
 
 import flax.linen as nn
@@ -84,12 +85,27 @@ class HashGridEncoding(nn.Module):
     return features.reshape(*inputs.shape[:-1], self.num_levels * self.features)
 
 
-# Config fields (configs/default.py) shared by the modules built from a hash grid and an MLP: the
-# dynamic Jacobian field (config.geometry) and the dynamic texture (config.appearance).
-HASH_MLP_FIELDS = ('hash_levels', 'hash_features', 'hash_log2_table_size', 'hash_base_resolution',
-                   'hash_growth', 'mlp_width', 'mlp_depth')
 
+class HashGridMLP(nn.Module):
+  """Base of the modules built from hash grids and an MLP: the dynamic Jacobian field (sizes from
+  config.geometry) and the dynamic texture (config.appearance). Field names match the config's."""
 
-def from_config(module_class, config):
-  """module_class(**the HASH_MLP_FIELDS of config), e.g. DynamicTexture from config.appearance."""
-  return module_class(**{name: config[name] for name in HASH_MLP_FIELDS})
+  hash_levels: int
+  hash_features: int
+  hash_log2_table_size: int
+  hash_base_resolution: int
+  hash_growth: float
+  mlp_width: int
+  mlp_depth: int
+
+  @classmethod
+  def from_config(cls, config):
+    """The module with its sizes read from a config section (configs/default.py)."""
+    sizes = [f.name for f in dataclasses.fields(HashGridMLP) if f.name not in ('parent', 'name')]
+    return cls(**{name: config[name] for name in sizes})
+
+  def encoder(self, name: str | None = None) -> HashGridEncoding:
+    """A hash grid with this module's sizes (a submodule: call inside the compact __call__)."""
+    return HashGridEncoding(num_levels=self.hash_levels, features=self.hash_features,
+                            log2_table_size=self.hash_log2_table_size,
+                            base_resolution=self.hash_base_resolution, growth=self.hash_growth, name=name)

@@ -13,27 +13,13 @@ from ngd_jax.appearance import hash_encoding
 from ngd_jax.render import texture as texture_lookup
 
 
-class DynamicTexture(nn.Module):
+class DynamicTexture(hash_encoding.HashGridMLP):
   """(uv [N, 2] in [0, 1], pose code [P] in [0, 1]) -> RGB offsets [N, 3]; MLP width x depth -> 3."""
-
-  hash_levels: int
-  hash_features: int
-  hash_log2_table_size: int
-  hash_base_resolution: int
-  hash_growth: float
-  mlp_width: int
-  mlp_depth: int
 
   @nn.compact
   def __call__(self, uv: Float[Array, 'N 2'], pose_code: Float[Array, 'P']) -> Float[Array, 'N 3']:
     inputs = jnp.concatenate([uv, jnp.broadcast_to(pose_code, (uv.shape[0], pose_code.shape[-1]))], axis=-1)
-    x = hash_encoding.HashGridEncoding(
-        num_levels=self.hash_levels,
-        features=self.hash_features,
-        log2_table_size=self.hash_log2_table_size,
-        base_resolution=self.hash_base_resolution,
-        growth=self.hash_growth,
-    )(inputs)
+    x = self.encoder()(inputs)
     for layer in range(self.mlp_depth):
       x = nn.relu(nn.Dense(self.mlp_width, name=f'hidden_{layer}')(x))
     # A zero output layer: the dynamic texture starts at exactly 0 when it is switched on.
@@ -42,7 +28,7 @@ class DynamicTexture(nn.Module):
 
 def dynamic_texture_from_config(appearance_config) -> DynamicTexture:
   """The dynamic texture with sizes from config.appearance (configs/default.py)."""
-  return hash_encoding.from_config(DynamicTexture, appearance_config)
+  return DynamicTexture.from_config(appearance_config)
 
 
 def shade(

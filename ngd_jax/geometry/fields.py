@@ -81,7 +81,7 @@ def normalize_field_inputs(bounds: FieldBounds, centres: jax.Array, normals: jax
       pose_code=unit(pose_code, bounds.pose_min, bounds.pose_max))
 
 
-class DynamicJacobianField(nn.Module):
+class DynamicJacobianField(hash_encoding.HashGridMLP):
   """f_G: (centres [F, 3], normals [F, 3], pose_code [P], all in [0, 1]) -> J^D float32 [F, 3, 3].
 
   The caller normalises the inputs (normalize_field_inputs) and stops their gradients. Output
@@ -90,27 +90,13 @@ class DynamicJacobianField(nn.Module):
   needs, while the gradient still reaches every layer and table (a zero last layer would not).
   """
 
-  hash_levels: int
-  hash_features: int
-  hash_log2_table_size: int
-  hash_base_resolution: int
-  hash_growth: float
-  mlp_width: int
-  mlp_depth: int
-
-  def _encoder(self, name: str) -> hash_encoding.HashGridEncoding:
-    return hash_encoding.HashGridEncoding(
-        num_levels=self.hash_levels, features=self.hash_features,
-        log2_table_size=self.hash_log2_table_size, base_resolution=self.hash_base_resolution,
-        growth=self.hash_growth, name=name)
-
   @nn.compact
   def __call__(self, centres: jax.Array, normals: jax.Array, pose_code: jax.Array) -> jax.Array:
     num_faces = centres.shape[0]
-    pose_features = self._encoder('pose_grid')(pose_code[None, :])  # One lookup for all faces.
+    pose_features = self.encoder('pose_grid')(pose_code[None, :])  # One lookup for all faces.
     x = jnp.concatenate([
-        self._encoder('centre_grid')(centres),
-        self._encoder('normal_grid')(normals),
+        self.encoder('centre_grid')(centres),
+        self.encoder('normal_grid')(normals),
         jnp.broadcast_to(pose_features, (num_faces, pose_features.shape[-1])),
     ], axis=-1)
     for layer in range(self.mlp_depth):
@@ -121,4 +107,4 @@ class DynamicJacobianField(nn.Module):
 
 def dynamic_field_from_config(geometry_config) -> DynamicJacobianField:
   """The field with sizes from config.geometry (configs/default.py)."""
-  return hash_encoding.from_config(DynamicJacobianField, geometry_config)
+  return DynamicJacobianField.from_config(geometry_config)

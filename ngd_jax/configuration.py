@@ -8,6 +8,8 @@ import os
 
 import ml_collections
 
+from ngd_jax import errors
+
 _CHOICES = {
     'template.source': ('sequence', 'body'),
     'template.garment': ('', 'skirt', 'dress', 'tshirt', 'trousers'),
@@ -33,7 +35,7 @@ _POSITIVE = (
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.UserError, ValueError):
   """A configuration value that cannot work; the message names the key and the fix."""
 
 
@@ -46,6 +48,10 @@ def _get(config: ml_collections.ConfigDict, dotted: str):
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for the first bad value found."""
+  try:
+    _get(config, 'seed')
+  except OSError as e:  # config_flags reports a config file that failed to load at its first use.
+    raise ConfigError(f'--config: {e} Fix: pass an existing configuration file, e.g. --config=configs/demo.py.') from e
   for key, allowed in _CHOICES.items():
     value = _get(config, key)
     if value not in allowed:

@@ -8,7 +8,6 @@ over the whole frame. The LBS-only baseline (the template skinned, no deformatio
 garment colour) is measured the same way for reference.
 """
 
-import json
 import logging
 import os
 from typing import Any, NamedTuple
@@ -19,6 +18,7 @@ import numpy as np
 
 from ngd_jax import body
 from ngd_jax import checkpoint as checkpoint_lib
+from ngd_jax import files
 from ngd_jax import frames as frames_lib
 from ngd_jax import metrics
 from ngd_jax import pipeline
@@ -45,7 +45,7 @@ def load_trained(config: ml_collections.ConfigDict, workdir: str) -> Trained:
   restored = train.restore_run(run, checkpointer, step)
   checkpointer.close()
   if restored is None:
-    raise FileNotFoundError(f'No checkpoint in {checkpointer.directory}: train first (--mode=train).')
+    raise checkpoint_lib.CheckpointError(f'{checkpointer.directory}: no checkpoint. Fix: train first (--mode=train).')
   geometry = train.GeometryResult(restored.constants, restored.geometry, run.mesh_of_state(restored.geometry),
                                   restored.meta)
   posed, faces = texturing.posed_frames(run, geometry)
@@ -124,16 +124,10 @@ def evaluate_trained(trained: Trained) -> dict[str, Any]:
   }
 
 
-def write_json(path: str, value: Any) -> None:
-  with open(path + '.tmp', 'w') as f:
-    json.dump(value, f, indent=2)
-  os.replace(path + '.tmp', path)
-
-
 def evaluate_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """--mode=eval: restore, measure, write workdir/metrics.json and print the table."""
   result = evaluate_trained(load_trained(config, workdir))
-  write_json(os.path.join(workdir, 'metrics.json'), result)
+  files.write_json(os.path.join(workdir, 'metrics.json'), result)
   table = metrics.format_table(result)
   logging.info('Metrics (%d frames):\n%s', result['frames'], table)
   print(table, flush=True)

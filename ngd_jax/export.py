@@ -8,15 +8,13 @@ image, while images are stored top row first. write_animated_glb converts to glT
 top itself.
 """
 
-import contextlib
 import io
 import json
 import logging
 import os
 import pathlib
 import struct
-import tempfile
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import imageio.v3 as iio
 import jax.numpy as jnp
@@ -24,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import sparse
 
+from ngd_jax import files
 from ngd_jax import metrics
 from ngd_jax import render
 
@@ -41,27 +40,6 @@ _ELEMENT_ARRAY_BUFFER = 34963
 _GLB_MAGIC = 0x46546C67  # 'glTF'
 _CHUNK_JSON = 0x4E4F534A
 _CHUNK_BIN = 0x004E4942
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
-  """Host: yields a temporary path next to `path` (same suffix) that replaces it on success."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix=path.suffix)
-  os.close(fd)
-  tmp = pathlib.Path(tmp)
-  try:
-    yield tmp
-    os.replace(tmp, path)
-  finally:
-    tmp.unlink(missing_ok=True)
-
-
-def _write_bytes(path: str | os.PathLike, data: bytes) -> None:
-  """Host: atomically write `data` to `path`."""
-  with atomic_path(path) as tmp:
-    tmp.write_bytes(data)
 
 
 def _check_uvs(uvs: np.ndarray, face_uvs: np.ndarray, faces: np.ndarray,
@@ -100,7 +78,7 @@ def _png_bytes(image: np.ndarray) -> bytes:
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
   """Host: atomically write an image (see to_uint8) as PNG."""
-  _write_bytes(path, _png_bytes(image))
+  files.write_bytes(path, _png_bytes(image))
 
 
 def _obj_text(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None = None,
@@ -120,7 +98,7 @@ def _obj_text(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None = 
 def write_obj(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray) -> None:
   """Host: atomically write a triangle mesh (vertices float [V, 3], faces int [F, 3]) as OBJ."""
   vertices, faces = metrics.mesh_arrays((vertices, faces), 'write_obj')
-  _write_bytes(path, _obj_text(vertices, faces).encode())
+  files.write_bytes(path, _obj_text(vertices, faces).encode())
 
 
 def write_textured_obj(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray,
@@ -142,11 +120,11 @@ def write_textured_obj(path: str | os.PathLike, vertices: np.ndarray, faces: np.
   mtl_name = path.with_suffix('.mtl').name
   # The .obj goes last so that its presence means the material and texture are complete.
   write_png(path.parent / texture_filename, texture_image)
-  _write_bytes(path.parent / mtl_name, (
+  files.write_bytes(path.parent / mtl_name, (
       'newmtl garment\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\n'
       f'map_Kd {texture_filename}\n').encode())
   obj = _obj_text(vertices, faces, uvs, face_uvs, header=(f'mtllib {mtl_name}', 'usemtl garment'))
-  _write_bytes(path, obj.encode())
+  files.write_bytes(path, obj.encode())
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -306,7 +284,7 @@ def write_animated_glb(path: str | os.PathLike, vertices_per_frame: np.ndarray, 
       'name': 'frames',
       'samplers': [{'input': times, 'output': weights, 'interpolation': 'LINEAR'}],
       'channels': [{'sampler': 0, 'target': {'node': 0, 'path': 'weights'}}]}]
-  _write_bytes(path, builder.glb(gltf))
+  files.write_bytes(path, builder.glb(gltf))
 
 
 def error_colormap(img_a: np.ndarray, img_b: np.ndarray, error_max: float = 1.0) -> np.ndarray:
@@ -430,10 +408,10 @@ def write_preview_animation(path: str | os.PathLike, frames: Sequence[np.ndarray
     # H.264 in yuv420p needs even sides: pad with white.
     h, w = frames.shape[1:3]
     frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=255)
-    with atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
       iio.imwrite(tmp, frames, plugin='FFMPEG', fps=fps, codec='libx264', macro_block_size=2)
   else:
-    with atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
       iio.imwrite(tmp, frames, plugin='pillow', extension='.gif', duration=1000.0 / fps, loop=0)
 
 

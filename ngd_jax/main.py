@@ -12,13 +12,16 @@ from absl import logging
 from ml_collections import config_flags
 
 from ngd_jax import configuration
+from ngd_jax import errors
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Configuration file (configs/*.py).', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder: checkpoints, logs, metrics, exports.')
 _MODE = flags.DEFINE_enum(
     'mode', 'train', ['train', 'eval', 'export'],
     'train: train (resuming from the workdir) then evaluate; eval: restore and evaluate; '
-    'export: restore and write meshes, texture, animation and previews.',
+    'export: restore and write meshes, texture, animation and previews. A user error (bad config, sequence, '
+    f'checkpoint or workdir) prints one line and exits with status 2; --verbosity=1 or {errors.TRACEBACK_ENV}=1 '
+    'add its traceback.',
 )
 flags.mark_flags_as_required(['config', 'workdir'])
 
@@ -49,4 +52,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  # The one place that tells user errors (errors.UserError: config, sequence, body, checkpoints,
+  # workdir, non-finite loss) from bugs: one line and exit status 2, or the traceback.
+  errors.run(main, 'ngd_jax')

@@ -13,6 +13,7 @@ import numpy as np
 
 from ngd_jax import body
 from ngd_jax import data
+from ngd_jax import files
 from ngd_jax import frames as frames_lib
 from ngd_jax import geometry
 from ngd_jax import model as model_lib
@@ -128,8 +129,4 @@ def frame_inputs(bank: frames_lib.FrameBank, t, pose_code) -> model_lib.FrameInp
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes workdir/config.json atomically (the configuration the run was trained with)."""
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, 'config.json')
-  with open(path + '.tmp', 'w') as f:
-    f.write(config.to_json_best_effort(indent=2))
-  os.replace(path + '.tmp', path)
+  files.write_bytes(os.path.join(workdir, 'config.json'), config.to_json_best_effort(indent=2).encode())

@@ -187,12 +187,12 @@ def train_appearance(run: train.Run, result: train.GeometryResult, checkpointer,
         dynamic_weight=jnp.float32(epoch >= config.appearance.dynamic_start_epoch), pixels=pixels[t])
     state, metrics = jit_appearance_step(state, batch, module=module, config=run.frozen, total_steps=total_steps)
     metrics = jax.device_get(metrics)
-    train.check_finite(metrics, step, checkpointer)
+    train.check_finite(metrics, int(result.state.step) + step, checkpointer, config.train.log_every_steps)
     step += 1
     reporter.advance()
     if step % config.train.log_every_steps == 0 or step == total_steps:
       reporter.scalars(step, metrics, 'appearance')
-    if step % config.train.checkpoint_every_steps == 0:
+    if step % config.train.checkpoint_every_steps == 0 and step < total_steps:  # The last step: saved below.
       save(state)
   meta['phase'] = 'done'
   save(state)

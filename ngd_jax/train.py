@@ -15,6 +15,7 @@ are functions of (seed, step), so a resumed run replays exactly what an uninterr
 
 import functools
 import logging
+import os
 import time
 from typing import Any, NamedTuple
 
@@ -26,12 +27,15 @@ import optax
 
 from ngd_jax import body
 from ngd_jax import checkpoint as checkpoint_lib
+from ngd_jax import data
+from ngd_jax import errors
 from ngd_jax import geometry
 from ngd_jax import losses
 from ngd_jax import model as model_lib
 from ngd_jax import pipeline
 from ngd_jax import remesh
 from ngd_jax import reporting
+from ngd_jax import workdir as workdir_lib
 
 
 class Constants(NamedTuple):
@@ -397,16 +401,20 @@ def restore_run(run: Run, checkpointer: checkpoint_lib.Checkpointer, step: int |
   """
   from ngd_jax import texturing  # pylint: disable=g-import-not-at-top
 
-  meta = checkpointer.read_meta(step)
-  if meta is None:
+  workdir_lib.check(run.config, run.inputs.sequence.path, os.path.dirname(checkpointer.directory))
+
+  def template_of(meta: dict[str, Any]) -> dict[str, Any]:
+    constants = run.fit_constants()
+    state, _ = run.init_state(constants, jax.random.PRNGKey(0))
+    template = {'constants': constants, 'geometry': state}
+    has_appearance = meta['phase'] in ('appearance', 'done') and meta.get('appearance_started', False)
+    if has_appearance:
+      template['appearance'] = texturing.state_template(run.config, run.bank.pose)
+    return template
+
+  restored = checkpointer.restore_latest(template_of, step)  # Skips unreadable checkpoints when step is None.
+  if restored is None:
     return None
-  constants = run.fit_constants()
-  state, _ = run.init_state(constants, jax.random.PRNGKey(0))
-  template = {'constants': constants, 'geometry': state}
-  has_appearance = meta['phase'] in ('appearance', 'done') and meta.get('appearance_started', False)
-  if has_appearance:
-    template['appearance'] = texturing.state_template(run.config, run.bank.pose)
-  restored = checkpointer.restore(template, step)
   return Restored(restored.state['constants'], restored.state['geometry'],
                   restored.state.get('appearance'), restored.meta)
 
@@ -416,8 +424,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> None:
   from ngd_jax import evaluate  # pylint: disable=g-import-not-at-top
   from ngd_jax import texturing  # pylint: disable=g-import-not-at-top
 
-  pipeline.save_config(config, workdir)
+  # Nothing in the workdir is written before the inputs are validated (the sequence as it is read,
+  # its cameras against the skinned template here) and the workdir's record matches this run.
   run = Run(config, pipeline.load_inputs(config))
+  data.check_in_view(run.inputs.sequence, run.bank.indices, evaluate.lbs_baseline(run), run.bank.mask,
+                     run.bank.world_to_clip)
+  workdir_lib.check(config, run.inputs.sequence.path, workdir)
+  workdir_lib.record(config, run.inputs.sequence.path, workdir)
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.train.keep_checkpoints)
   reporter = reporting.Reporter(f'{workdir}/tensorboard')
   try:
@@ -469,7 +482,7 @@ def train_geometry(run: Run, checkpointer: checkpoint_lib.Checkpointer, reporter
     dynamic = epoch >= config.train.warmup_epochs
     state, metrics = run.step(state, mesh, constants, batch, dynamic)
     metrics = jax.device_get(metrics)
-    check_finite(metrics, step, checkpointer)
+    check_finite(metrics, step, checkpointer, config.train.log_every_steps)
     step += 1
     reporter.advance()
     if step % config.train.log_every_steps == 0 or step == total_steps:
@@ -481,7 +494,7 @@ def train_geometry(run: Run, checkpointer: checkpoint_lib.Checkpointer, reporter
       state, mesh = remesh_state(run, state, mesh, constants, remesh_epochs.index(completed), completed, reporter)
       meta['remeshes'] += 1
       save(state)
-    elif step % config.train.checkpoint_every_steps == 0:
+    elif step % config.train.checkpoint_every_steps == 0 and step < total_steps:  # The last step: saved below.
       save(state)
   meta['phase'] = 'appearance' if config.appearance.enabled else 'done'
   save(state)
@@ -489,15 +502,34 @@ def train_geometry(run: Run, checkpointer: checkpoint_lib.Checkpointer, reporter
   return GeometryResult(constants, state, mesh, meta)
 
 
-def check_finite(metrics: dict[str, Any], step: int, checkpointer: checkpoint_lib.Checkpointer) -> None:
-  """Stops the run on a non-finite loss term, naming it; the last good checkpoint stays."""
+class NonFiniteLossError(errors.UserError, FloatingPointError):
+  """A loss term became NaN or inf (learning rates too high, or bad input frames)."""
+
+
+def check_finite(metrics: dict[str, Any], step: int, checkpointer: checkpoint_lib.Checkpointer,
+                 interval: int) -> None:
+  """Stops the run on a non-finite loss term, naming it and the last sound checkpoint.
+
+  `step` counts as checkpoints do (appearance steps after the geometry steps). A checkpoint is sound
+  when the loss stayed finite for `interval` (the logging interval) steps after it: the one written
+  just before the failing step may already hold the update that diverged.
+  """
   bad = [name for name, value in metrics.items() if not np.all(np.isfinite(value))]
-  if bad:
-    raise FloatingPointError(
-        f'Non-finite loss term(s) {bad} at step {step}. The last good checkpoint '
-        f'({checkpointer.latest_step()}) in {checkpointer.directory} is kept; lower the learning rates '
-        '(--config.train.static_lr, --config.train.network_lr) or check the input frames.'
-    )
+  if not bad:
+    return
+  fix = ('lower the learning rates (--config.train.static_lr, --config.train.network_lr, --config.appearance.lr) '
+         'or check the input frames')
+  sound = [s for s in checkpointer.all_steps() if s + interval <= step]
+  if not sound:
+    raise NonFiniteLossError(
+        f'Non-finite loss term(s) {bad} at step {step}; no kept checkpoint in {checkpointer.directory} is followed '
+        f'by {interval} finite steps. Fix: {fix}, and start again with a new --workdir.')
+  later = [s for s in checkpointer.all_steps() if s > sound[-1]]
+  raise NonFiniteLossError(
+      f'Non-finite loss term(s) {bad} at step {step}. Checkpoint {sound[-1]} is sound (the loss stayed finite for '
+      f'{interval} steps after it)' + (f'; later ones {later} may hold diverged parameters' if later else '') +
+      f'. Fix: {fix}, and restart from checkpoint {sound[-1]} in a new workdir: mkdir -p NEW/checkpoints && '
+      f'cp -r {checkpointer.directory}/{sound[-1]} NEW/checkpoints/, then run again with --workdir=NEW.')
 
 
 def preview(run: Run, state: GeometryState, mesh: model_lib.GarmentMesh, constants: Constants, t: int) -> np.ndarray:

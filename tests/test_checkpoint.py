@@ -47,19 +47,19 @@ def test_keeps_last_k_and_restores_named_step(tmp_path):
   assert ckpt.all_steps() == [2, 3]
   restored = ckpt.restore({'geometry': _state(1, 0.0)}, step=2)
   np.testing.assert_array_equal(restored.state['geometry'].params['static'], 2.0)
-  with pytest.raises(FileNotFoundError, match='available'):
+  with pytest.raises(checkpoint.CheckpointError, match=r'no checkpoint 1\. Fix: pick one of \[2, 3\]'):
     ckpt.restore({'geometry': _state(1, 0.0)}, step=1)
 
 
 def test_structure_mismatch_is_explained(tmp_path):
   ckpt = checkpoint.Checkpointer(str(tmp_path), keep=1)
   ckpt.save(1, {'geometry': _state(1, 0.0)}, {})
-  with pytest.raises(ValueError, match='different configuration'):
+  with pytest.raises(checkpoint.CheckpointError, match='different configuration'):
     ckpt.restore({'geometry': _state(1, 0.0), 'appearance': {'texture': jnp.zeros(3)}})
 
 
 def test_no_checkpoint(tmp_path):
   ckpt = checkpoint.Checkpointer(str(tmp_path), keep=1)
   assert ckpt.read_meta() is None
-  with pytest.raises(FileNotFoundError, match='train first'):
+  with pytest.raises(checkpoint.CheckpointError, match='train first'):
     ckpt.restore({'x': jnp.zeros(1)})

@@ -54,22 +54,6 @@ def test_write_obj_round_trip(tmp_path):
     export.write_obj(path, vertices, faces + len(vertices))
 
 
-def test_atomic_writes_leave_old_file_or_new_file(tmp_path):
-  path = tmp_path / 'mesh.obj'
-  path.write_text('old')
-  with pytest.raises(KeyboardInterrupt):
-    with export.atomic_path(path) as tmp:
-      tmp.write_text('half a fi')
-      raise KeyboardInterrupt  # A kill in the middle of the write.
-  assert path.read_text() == 'old'
-  assert [p.name for p in tmp_path.iterdir()] == ['mesh.obj']
-  with export.atomic_path(path) as tmp:
-    tmp.write_text('new')
-    assert path.read_text() == 'old'
-  assert path.read_text() == 'new'
-  assert [p.name for p in tmp_path.iterdir()] == ['mesh.obj']
-
-
 def _two_colour_texture():
   """8 x 4 texture stored top row first: top half red, bottom half blue."""
   texture = np.zeros((8, 4, 3), np.float32)

@@ -9,8 +9,10 @@ from PIL import Image
 import pytest
 import trimesh
 
+from configs import default
 from ngd_jax import body as body_lib
 from ngd_jax import data
+from ngd_jax import frames
 
 H, W, T = 24, 32, 3
 
@@ -216,6 +218,23 @@ READ_CASES = {
     'wrong format': (lambda p: _rewrite_json(p, format='ngd-sequence/0'), r'sequence\.json: "format" is'),
     'unknown garment': (lambda p: _rewrite_json(p, garment='hat'), r'sequence\.json: "garment" is \'hat\''),
     'eval view without camera': (lambda p: _rewrite_json(p, eval_cameras={}), r'views: held-out views on disk'),
+    'template with a fin edge': (  # Edge 1-2 borders three faces.
+        lambda p: (p / 'template.obj').write_text('v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 -1 0\nv 0 0 1\n'
+                                                  'f 1 2 3\nf 2 1 4\nf 1 2 5\n'),
+        r'template\.obj: non-manifold mesh \(1 edges shared by more than two faces, e\.g\. vertices 0-1 shared by 3'),
+    'camera rotation all zeros': (
+        lambda p: _rewrite_json(p, cameras=[_camera(0).to_json(), {'K': _camera(1).to_json()['K'], 'world_to_camera': [
+            [0, 0, 0, 0.1], [0, 0, 0, 0], [0, 0, 0, 2], [0, 0, 0, 1]]}, _camera(2).to_json()]),
+        r'sequence\.json: "cameras\[1\]" world_to_camera rotation block is not a rotation'),
+    'camera mirrored': (
+        lambda p: _rewrite_json(p, eval_cameras={'side': {'K': _camera(7).to_json()['K'], 'world_to_camera': np.diag(
+            [1.0, 1.0, -1.0, 1.0]).tolist()}}),
+        r'sequence\.json: "eval_cameras\.side" world_to_camera rotation block is not a rotation .*det R = -1'),
+    'garbage gt mesh': (lambda p: (p / 'gt' / 'garment' / '000001.ply').write_bytes(b'not a mesh at all'),
+                        r'gt/garment/000001\.ply: not a readable mesh'),
+    'gt mesh of an unlisted frame': (
+        lambda p: shutil.copy(p / 'gt' / 'garment' / '000000.ply', p / 'gt' / 'garment' / '000009.ply'),
+        r'garment: gt/garment/ holds 1 meshes of frames not listed in sequence\.json, e\.g\. 000009\.ply'),
 }
 
 
@@ -263,3 +282,42 @@ def test_writer_refuses_inconsistent_input(tmp_path):
   np.testing.assert_array_equal(again.world_to_camera[2], _camera(1).world_to_camera)
   with pytest.raises(ValueError, match=r'mask values must be binary'):
     data.write_sequence(tmp_path / 'c', **dict(c, masks=c['masks'] * 0.5))
+
+
+def test_template_with_latin1_comment_loads(seq_dir):
+  """trimesh decodes a non-UTF-8 OBJ through charset-normalizer (requirements.txt)."""
+  text = (seq_dir / 'template.obj').read_bytes()
+  (seq_dir / 'template.obj').write_bytes(b'# mod\xe8le du v\xeatement\n' + text)
+  seq = data.read_sequence(seq_dir)
+  assert len(trimesh.load(seq.template_path, force='mesh', process=False).faces) == 4
+
+
+def test_isolated_template_vertices_warn(seq_dir, caplog):
+  with open(seq_dir / 'template.obj', 'a') as f:
+    f.write('v 5 5 5\n')
+  data.read_sequence(seq_dir)
+  assert 'template.obj: 1 vertices belong to no face' in caplog.text
+
+
+def _in_view_inputs(seq):
+  """The tetrahedron template at the origin, seen by each frame's camera at z = 2 m."""
+  config = default.get_config()
+  vertices = trimesh.load(seq.template_path, force='mesh', process=False).vertices
+  posed = np.broadcast_to(vertices - vertices.mean(axis=0), (T, len(vertices), 3)).copy()
+  masks = np.stack([seq.load_frame(i).mask for i in range(T)])
+  world_to_clip = np.stack([frames.clip_matrix(seq.camera(i), (H, W), config.render) for i in range(T)])
+  return np.arange(T), posed, masks, world_to_clip
+
+
+def test_check_in_view(pristine):
+  seq = data.read_sequence(pristine[0])
+  indices, posed, masks, world_to_clip = _in_view_inputs(seq)
+  data.check_in_view(seq, indices, posed, masks, world_to_clip)
+  behind = posed.copy()
+  behind[1] = behind[1] + [0.0, 0.0, -4.0]  # 2 m behind the camera of frame 1.
+  with pytest.raises(data.SequenceError, match=r'sequence\.json: 4 of the 4 vertices .* frame 000001, lie behind'):
+    data.check_in_view(seq, indices, behind, masks, world_to_clip)
+  aside = posed.copy()
+  aside[2] = aside[2] + [0.0, 3.0, 0.0]  # In front of the camera, far below the mask.
+  with pytest.raises(data.SequenceError, match=r'mask/000002\.png: none of the 4 vertices'):
+    data.check_in_view(seq, indices, aside, masks, world_to_clip)

@@ -1,11 +1,12 @@
 """Host: the baked body (body.npz of DESIGN.md section 3) and its validated reader and writer."""
 
 import dataclasses
-import os
 import pathlib
-import tempfile
 
 import numpy as np
+
+from ngd_jax import errors
+from ngd_jax import files
 
 WEIGHT_SUM_TOLERANCE = 1e-4  # Rows of skinning_weights must sum to 1 within this.
 
@@ -38,7 +39,7 @@ class BodyData:
     return self.skinning_weights.shape[1]
 
 
-class BodyDataError(ValueError):
+class BodyDataError(errors.UserError, ValueError):
   """A body.npz (or BodyData) that cannot be used; names the file, the problem and the fix."""
 
   def __init__(self, name: str, problem: str, fix: str):
@@ -125,17 +126,4 @@ def write_body_npz(path: str | pathlib.Path, body: BodyData) -> None:
   path = pathlib.Path(path)
   body = validate_body(body, str(path))
   arrays = {k: v for k, v in dataclasses.asdict(body).items() if v is not None}
-  atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def atomic_write(path: pathlib.Path, write) -> None:
-  """Host: calls write(binary file) on a temporary file next to `path`, then renames it to `path`."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      write(f)
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  files.atomic_write(path, lambda f: np.savez(f, **arrays))

@@ -1,6 +1,7 @@
 """Sequence format (DESIGN.md section 3): reading with validation, writing."""
 
 from ngd_jax.data.sequence import Camera
+from ngd_jax.data.sequence import check_in_view
 from ngd_jax.data.sequence import EvalView
 from ngd_jax.data.sequence import Frame
 from ngd_jax.data.sequence import read_sequence
@@ -13,6 +14,6 @@ from ngd_jax.data.sequence import validate_sequence
 from ngd_jax.data.sequence import write_sequence
 
 __all__ = [
-    'Camera', 'EvalView', 'Frame', 'read_sequence', 'resized_size', 'scale_camera', 'Sequence',
+    'Camera', 'check_in_view', 'EvalView', 'Frame', 'read_sequence', 'resized_size', 'scale_camera', 'Sequence',
     'SequenceError', 'SequenceWriter', 'validate_sequence', 'write_sequence',
 ]

@@ -53,6 +53,7 @@ from PIL import Image
 import smplx_jax
 
 from ngd_jax import body as body_lib
+from ngd_jax import errors
 from ngd_jax import render
 from ngd_jax.data import sequence
 from ngd_jax.data.sequence import Camera
@@ -66,7 +67,7 @@ CAPTURE_FPS = 30.0
 EXTRINSICS = ('world_to_camera', 'camera_to_world', 'auto')
 
 
-class DatasetError(ValueError):
+class DatasetError(errors.UserError, ValueError):
   """A 4D-Dress take that cannot be imported; the message names the file and the fix."""
 
 
@@ -677,13 +678,10 @@ def convert_from_flags(f: flags.FlagValues) -> pathlib.Path:
 def main(argv: SequenceT[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  try:
-    out = convert_from_flags(flags.FLAGS)
-  except DatasetError as e:  # A bad take is the user's to fix: the message, not a traceback.
-    raise SystemExit(f'dress4d: {e}') from e
-  logging.info('Wrote %s', out)
+  logging.info('Wrote %s', convert_from_flags(flags.FLAGS))
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  # A bad take or SMPL file is the user's to fix: one line, not a traceback.
+  errors.run(main, 'dress4d', user_errors=(smplx_jax.ModelFileError,))

@@ -7,6 +7,12 @@ decoded once (binary and non-empty: the likeliest bad input). Pixel contents of 
 normal and depth are checked when a frame is loaded (load_frame); validate_sequence decodes
 everything and reports every problem found.
 
+read_sequence also refuses a template with an edge shared by more than two faces (and warns about
+vertices in no face), camera rotation blocks that are not rotations (R R^T = I, det +1), unreadable
+gt/garment meshes and true meshes of unlisted frames; check_in_view (called before training, with
+the template skinned to every training frame) refuses a camera that sees the garment behind it or
+nowhere near its mask.
+
 Every problem raises SequenceError with one message: '<file>: <what is wrong>. Fix: <how>.'
 Cameras follow OpenCV (pixel centres at integer coordinates): resizing by s maps u to
 s (u + 0.5) - 0.5, hence K' = diag(sx, sy, 1) K with the principal point shifted accordingly.
@@ -14,6 +20,7 @@ s (u + 0.5) - 0.5, hence K' = diag(sx, sy, 1) K with the principal point shifted
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import pathlib
@@ -25,15 +32,17 @@ from PIL import Image
 import trimesh
 
 from ngd_jax import body as body_lib
-from ngd_jax.body import body_data
+from ngd_jax import errors
+from ngd_jax import files
 
 FORMAT = 'ngd-sequence/1'
 GARMENTS = ('upper', 'lower', 'dress', 'outer')
 OPTIONAL_CHANNELS = ('hands', 'normal', 'depth')
 NORMAL_LENGTH_TOLERANCE = 1e-2  # Normals must have length 1 (or 0 = unknown) within this.
+ROTATION_TOLERANCE = 1e-3  # Camera rotation blocks must satisfy R R^T = I within this (float32 JSON round trips).
 
 
-class SequenceError(ValueError):
+class SequenceError(errors.UserError, ValueError):
   """A sequence folder that cannot be used; the message names the file and the fix."""
 
   def __init__(self, path: str | os.PathLike, problem: str, fix: str):
@@ -179,14 +188,19 @@ def _camera_from_json(value: Any, where: pathlib.Path, key: str) -> Camera:
     raise SequenceError(where, f'"{key}" K is not a pinhole matrix (last row [0, 0, 1], fx, fy > 0)', fix)
   if not np.allclose(w2c[3], [0, 0, 0, 1]):
     raise SequenceError(where, f'"{key}" world_to_camera last row is {w2c[3].tolist()}, not [0, 0, 0, 1]', fix)
+  rotation = w2c[:3, :3]
+  if not np.allclose(rotation @ rotation.T, np.eye(3), atol=ROTATION_TOLERANCE) or np.linalg.det(rotation) <= 0:
+    raise SequenceError(where, f'"{key}" world_to_camera rotation block is not a rotation (R R^T = I and det R = +1 '
+                        f'within {ROTATION_TOLERANCE}; det R = {np.linalg.det(rotation):.3g})',
+                        'store a rigid world-to-camera transform [R t; 0 0 0 1] in OpenCV axes (no scale, no mirror)')
   return Camera(k.astype(np.float32), w2c.astype(np.float32))
 
 
 def _check_template(path: pathlib.Path) -> None:
   """Host: SequenceError unless `path` is a non-empty, finite triangle mesh without degenerate faces."""
   fix = 'export the garment as a triangulated OBJ in the body rest space (metres), e.g. trimesh.Trimesh(v, f).export'
-  try:
-    mesh = trimesh.load(path, force='mesh', process=False)
+  try:  # maintain_order: the OBJ reader would silently drop vertices of no face.
+    mesh = trimesh.load(path, force='mesh', process=False, maintain_order=True)
   except Exception as e:  # trimesh raises many types on malformed files.
     raise SequenceError(path, f'not a readable mesh ({e})', fix) from e
   faces = np.asarray(getattr(mesh, 'faces', np.zeros((0, 3))))
@@ -203,6 +217,17 @@ def _check_template(path: pathlib.Path) -> None:
   if degenerate:
     raise SequenceError(path, f'not a valid triangle mesh ({degenerate} faces of zero area)',
                         'remove degenerate faces (trimesh: mesh.update_faces(mesh.nondegenerate_faces()))')
+  edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+  unique, counts = np.unique(edges, axis=0, return_counts=True)
+  if np.any(counts > 2):
+    a, b = unique[np.argmax(counts)]
+    raise SequenceError(path, f'non-manifold mesh ({int(np.count_nonzero(counts > 2))} edges shared by more than two '
+                        f'faces, e.g. vertices {a}-{b} shared by {counts.max()} faces)',
+                        'remove the extra faces at those edges (each edge may border at most two faces)')
+  isolated = len(vertices) - len(np.unique(faces))
+  if isolated:
+    logging.warning('%s: %d vertices belong to no face; they are dropped (remove them to silence this).',
+                    path, isolated)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,7 +308,14 @@ class Sequence:
     if self.frames[i] not in self.gt_frames:
       raise SequenceError(path, 'no ground-truth garment mesh for this frame',
                           'evaluate geometry only on frames with gt/garment/<frame>.ply')
-    return trimesh.load(path, force='mesh', process=False)
+    fix = 'write the true garment mesh again as a triangle PLY (or remove it: gt meshes are optional)'
+    try:
+      mesh = trimesh.load(path, force='mesh', process=False)
+    except Exception as e:  # trimesh raises many types on malformed files.
+      raise SequenceError(path, f'not a readable mesh ({e})', fix) from e
+    if len(getattr(mesh, 'faces', ())) == 0 or not np.all(np.isfinite(mesh.vertices)):
+      raise SequenceError(path, 'not a valid triangle mesh (no faces or non-finite vertices)', fix)
+    return mesh
 
   def eval_view(self, name: str, i: int, resolution: int | None = None) -> EvalView:
     """Host: held-out camera `name` at frame i, resized like load_frame, camera scaled to match."""
@@ -440,17 +472,25 @@ def read_sequence(path: str | os.PathLike) -> Sequence:
       _check_image_folder(views / name, sub, frames)
   gt_dir = root / 'gt' / 'garment'
   gt_frames = {p.stem for p in gt_dir.glob('*.ply')} if gt_dir.is_dir() else set()
-  return Sequence(
+  if gt_frames - set(frames):
+    raise SequenceError(gt_dir, f'gt/garment/ holds {len(gt_frames - set(frames))} meshes of frames not listed in '
+                        f'sequence.json, e.g. {sorted(gt_frames - set(frames))[0]}.ply (frame counts disagree)',
+                        'name each true mesh after a frame of "frames" (gt/garment/<frame>.ply) or remove the extras')
+  seq = Sequence(
       path=root, frames=frames, fps=fps, image_size=size, K=k, world_to_camera=w2c, eval_cameras=eval_cameras,
       garment=garment, source=source, body=body, template_path=template if template.exists() else None,
-      channels=frozenset(channels), gt_frames=frozenset(gt_frames) & frozenset(frames),
+      channels=frozenset(channels), gt_frames=frozenset(gt_frames),
   )
+  for i, frame in enumerate(frames):  # Readable before training, not found bad after it.
+    if frame in gt_frames:
+      seq.gt_mesh(i)
+  return seq
 
 
 def validate_sequence(path: str | os.PathLike) -> list[str]:
   """Host: every problem of the sequence at `path`, one message each ([] = valid).
 
-  Beyond read_sequence, decodes every frame's channels, every held-out view and every true mesh.
+  Beyond read_sequence, decodes every frame's channels and every held-out view.
   """
   try:
     seq = read_sequence(path)
@@ -458,7 +498,6 @@ def validate_sequence(path: str | os.PathLike) -> list[str]:
     return [str(e)]
   checks = [lambda i=i: seq.load_frame(i) for i in range(seq.num_frames)]
   checks += [lambda i=i, n=n: seq.eval_view(n, i) for n in seq.eval_cameras for i in range(seq.num_frames)]
-  checks += [lambda i=i: _check_gt(seq, i) for i in range(seq.num_frames) if seq.frames[i] in seq.gt_frames]
   problems = []
   for check in checks:
     try:
@@ -468,12 +507,37 @@ def validate_sequence(path: str | os.PathLike) -> list[str]:
   return problems
 
 
-def _check_gt(seq: Sequence, i: int) -> None:
-  path = seq.path / 'gt' / 'garment' / f'{seq.frames[i]}.ply'
-  mesh = seq.gt_mesh(i)
-  if len(mesh.faces) == 0 or not np.all(np.isfinite(mesh.vertices)):
-    raise SequenceError(path, 'not a valid triangle mesh (no faces or non-finite vertices)',
-                        'write the true garment mesh again as a triangle PLY')
+
+def check_in_view(seq: Sequence, indices: np.ndarray, posed: np.ndarray, masks: np.ndarray,
+                  world_to_clip: np.ndarray) -> None:
+  """Host: SequenceError unless the skinned garment template lies in front of the camera in every
+  training frame and overlaps that frame's garment mask (a camera turned around or inverted).
+
+  indices int [T]: the sequence frame of each row; posed float [T, V, 3]: the template skinned to
+  each frame (world); masks {0, 1} [T, H, W] and world_to_clip float [T, 4, 4] at one size (clip
+  space as in WORKSPACE.md: w is the camera depth).
+  """
+  homogeneous = np.concatenate([posed, np.ones_like(posed[..., :1])], axis=-1).astype(np.float64)
+  clip = np.einsum('tij,tvj->tvi', np.asarray(world_to_clip, np.float64), homogeneous)
+  height, width = masks.shape[1:3]
+  num_vertices = posed.shape[1]
+  for t, index in enumerate(indices):
+    frame = seq.frames[int(index)]
+    behind = int(np.count_nonzero(clip[t, :, 3] <= 0))
+    if behind:
+      raise SequenceError(seq.path / 'sequence.json', f'{behind} of the {num_vertices} vertices of the garment '
+                          f'template, skinned to frame {frame}, lie behind that frame\'s camera',
+                          'world_to_camera must map world to camera coordinates, z forward (OpenCV): check that it '
+                          'is not camera-to-world or turned around, and that body.npz holds these frames')
+    ndc = clip[t, :, :2] / clip[t, :, 3:]
+    cols = np.floor((ndc[:, 0] + 1.0) * width / 2.0).astype(np.int64)  # Pixel centres at 2 (c + 0.5) / W - 1.
+    rows = np.floor((1.0 - ndc[:, 1]) * height / 2.0).astype(np.int64)  # Row 0 is the top row.
+    inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
+    if not np.any(masks[t][rows[inside], cols[inside]]):
+      raise SequenceError(seq.path / 'mask' / f'{frame}.png', f'none of the {num_vertices} vertices of the garment '
+                          'template, skinned to this frame, projects into this garment mask',
+                          'check that the camera of this frame (sequence.json), the mask and body.npz belong '
+                          'together, and that the template lies in the body rest space')
 
 
 # Writing.
@@ -503,11 +567,11 @@ def _mask_png(mask: np.ndarray) -> Image.Image:
 
 
 def _save_png(path: pathlib.Path, image: Image.Image) -> None:
-  body_data.atomic_write(path, lambda f: image.save(f, format='PNG'))
+  files.atomic_write(path, lambda f: image.save(f, format='PNG'))
 
 
 def _save_npy(path: pathlib.Path, array: np.ndarray) -> None:
-  body_data.atomic_write(path, lambda f: np.save(f, np.asarray(array, np.float32)))
+  files.atomic_write(path, lambda f: np.save(f, np.asarray(array, np.float32)))
 
 
 def _camera_json(camera: Any) -> dict[str, list]:
@@ -535,8 +599,8 @@ class SequenceWriter:
     self.path = pathlib.Path(path)
     if self.path.exists() and any(self.path.iterdir()):
       if not (overwrite and (self.path / 'sequence.json').is_file()):
-        raise ValueError(f'{self.path}: folder exists and is not empty; choose a new folder '
-                         '(or pass overwrite=True to replace an existing sequence folder).')
+        raise SequenceError(self.path, 'folder exists and is not empty',
+                            'choose a new output folder (or overwrite an existing sequence folder)')
       shutil.rmtree(self.path)
     self.path.mkdir(parents=True, exist_ok=True)
     self.frames: list[str] = []
@@ -572,7 +636,7 @@ class SequenceWriter:
     """Host: the true garment mesh (world frame) of `frame` (default: the last added) as PLY."""
     frame = self.frames[-1] if frame is None else frame
     mesh = _mesh((vertices, faces))
-    body_data.atomic_write(self.path / 'gt' / 'garment' / f'{frame}.ply', lambda f: mesh.export(f, file_type='ply'))
+    files.atomic_write(self.path / 'gt' / 'garment' / f'{frame}.ply', lambda f: mesh.export(f, file_type='ply'))
 
   def finish(self, *, camera=None, cameras=None, body: body_lib.BodyData, fps: float = 30.0, garment: str,
              source: str = '', eval_cameras: dict | None = None, template=None) -> Sequence:
@@ -609,9 +673,9 @@ class SequenceWriter:
       if isinstance(template, (str, os.PathLike)):
         template = trimesh.load(template, force='mesh', process=False)
       mesh = _mesh(template)
-      body_data.atomic_write(self.path / 'template.obj', lambda f: f.write(mesh.export(file_type='obj').encode()))
+      files.atomic_write(self.path / 'template.obj', lambda f: f.write(mesh.export(file_type='obj').encode()))
     text = json.dumps(meta, indent=1)
-    body_data.atomic_write(self.path / 'sequence.json', lambda f: f.write(text.encode()))
+    files.atomic_write(self.path / 'sequence.json', lambda f: f.write(text.encode()))
     return read_sequence(self.path)
 
 

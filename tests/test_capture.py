@@ -231,3 +231,20 @@ def test_phalp_camera_convention():
   assert (camera.K[0, 2], camera.K[1, 2]) == pytest.approx((639.5, 359.5))
   assert len(capture.signed_permutations()) == 48
   assert capture.describe_axes(np.eye(3)) == 'x,y,z'
+
+
+def test_command_line(clip, tmp_path):
+  """The flags reach convert(): PHALP pickle, image folder, SCHP label maps named by --label_set."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  values = flags.FlagValues()
+  capture.define_flags(values)
+  values([
+      'capture', f'--frames={clip.frames_dir()}', f'--smpl={clip.write_phalp(tmp_path / "demo_clip.pkl")}',
+      f'--phalp_focal={clip.phalp_focal()}', f'--masks={clip.write_label_maps(tmp_path / "schp")}',
+      '--mask_labels=skirt', '--hand_labels=3', f'--smpl_model={clip.model}', '--garment=lower',
+      f'--template={clip.seq.template_path}', f'--out={tmp_path / "seq"}', f'--fps={clip.seq.fps}'])
+  capture.convert_from_flags(values)
+  seq = data.read_sequence(tmp_path / 'seq')
+  assert seq.channels == frozenset({'hands'}) and seq.fps == pytest.approx(clip.seq.fps)
+  values.video = str(clip.video())
+  assert '--video' in _refusal(capture.convert_from_flags, values)

@@ -65,6 +65,7 @@ from scipy.spatial.transform import Rotation
 import smplx_jax
 
 from ngd_jax import body as body_lib
+from ngd_jax import errors
 from ngd_jax import geometry
 from ngd_jax import render
 from ngd_jax.data import dress4d
@@ -755,12 +756,10 @@ def convert_from_flags(f: flags.FlagValues) -> Report:
 def main(argv: SequenceT[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  try:
-    convert_from_flags(flags.FLAGS)
-  except dress4d.DatasetError as e:  # Bad inputs are the user's to fix: the message, not a traceback.
-    raise SystemExit(f'capture: {e}') from e
+  convert_from_flags(flags.FLAGS)
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  # Bad inputs or SMPL file are the user's to fix: one line, not a traceback.
+  errors.run(main, 'capture', user_errors=(smplx_jax.ModelFileError,))

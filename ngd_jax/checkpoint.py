@@ -188,6 +188,7 @@ class Checkpointer:
       raise CheckpointError(
           f'{self._step_path(step)}: unreadable checkpoint ({cause}). Fix: pick another of {self.all_steps()} '
           '(--config.eval.checkpoint_step), or -1 for the latest readable one.') from error
+    shutil.rmtree(f'{self._step_path(step)}.corrupt', ignore_errors=True)  # An older copy of that step.
     os.rename(self._step_path(step), f'{self._step_path(step)}.corrupt')
     self._manager.reload()
     logging.warning('Checkpoint %s is unreadable (%s); moved to %s.corrupt, using the previous kept one.',

@@ -1,5 +1,8 @@
 """Checkpoints restore into a template's structure with the stored (possibly remeshed) shapes."""
 
+import os
+import subprocess
+import sys
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -63,3 +66,66 @@ def test_no_checkpoint(tmp_path):
   assert ckpt.read_meta() is None
   with pytest.raises(checkpoint.CheckpointError, match='train first'):
     ckpt.restore({'x': jnp.zeros(1)})
+
+
+def _truncate(path):
+  with open(path, 'r+b') as f:
+    f.truncate(os.path.getsize(path) // 2)
+
+
+@pytest.mark.parametrize('damaged', ['state/_METADATA', 'meta/metadata', 'state/manifest.ocdbt'])
+def test_restore_latest_falls_back_past_a_corrupt_checkpoint(tmp_path, caplog, damaged):
+  ckpt = checkpoint.Checkpointer(str(tmp_path), keep=3)
+  for step in (1, 2):
+    ckpt.save(step, {'geometry': _state(1, float(step))}, {'step': step})
+  _truncate(tmp_path / 'checkpoints' / '2' / damaged)
+  with pytest.raises(checkpoint.CheckpointError, match=r'checkpoints/2: unreadable checkpoint .*pick another of \[1, 2\]'):
+    ckpt.restore_latest(lambda meta: {'geometry': _state(1, 0.0)}, step=2)
+  restored = ckpt.restore_latest(lambda meta: {'geometry': _state(1, 0.0)})
+  assert restored.step == 1 and restored.meta == {'step': 1}
+  np.testing.assert_array_equal(restored.state['geometry'].params['static'], 1.0)
+  assert 'checkpoints/2 is unreadable' in caplog.text and (tmp_path / 'checkpoints' / '2.corrupt').is_dir()
+  ckpt.save(2, {'geometry': _state(1, 2.5)}, {'step': 2})  # Training writes that step again.
+  assert ckpt.all_steps() == [1, 2]
+  _truncate(tmp_path / 'checkpoints' / '1' / damaged)
+  _truncate(tmp_path / 'checkpoints' / '2' / damaged)
+  with pytest.raises(checkpoint.CheckpointError, match='no readable checkpoint'):
+    ckpt.restore_latest(lambda meta: {'geometry': _state(1, 0.0)})
+
+
+def test_saving_an_existing_step_replaces_it(tmp_path):
+  """Earlier versions saved the last step twice; a workdir left so must finish, not crash."""
+  ckpt = checkpoint.Checkpointer(str(tmp_path), keep=2)
+  ckpt.save(4, {'geometry': _state(1, 1.0)}, {'phase': 'geometry'})
+  ckpt.save(4, {'geometry': _state(1, 1.0)}, {'phase': 'done'})
+  assert ckpt.all_steps() == [4] and ckpt.read_meta() == {'phase': 'done'}
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['4']
+
+
+_DISK_FULL = '''
+import resource, signal, sys
+import jax.numpy as jnp
+from ngd_jax import checkpoint
+ckpt = checkpoint.Checkpointer(sys.argv[1], keep=3)
+ckpt.save(1, {'a': jnp.ones(10)}, {'step': 1})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # Writes past the limit fail with EFBIG, as on a full disk.
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+try:
+  ckpt.save(2, {'a': jnp.arange(100_000.0)}, {'step': 2})
+except checkpoint.CheckpointError as e:
+  print(e)
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))  # Space freed.
+ckpt.save(2, {'a': jnp.arange(100_000.0)}, {'step': 2})
+print(ckpt.all_steps())
+'''
+
+
+def test_failed_write_leaves_earlier_checkpoints_and_the_next_save_works(tmp_path):
+  result = subprocess.run([sys.executable, '-c', _DISK_FULL, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  lines = result.stdout.strip().splitlines()
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert len(lines) == 2 and lines[-1] == '[1, 2]'
+  assert 'could not write checkpoint 2 (' in lines[0] and 'earlier checkpoints [1] are intact' in lines[0]
+  assert 'run the same command again' in lines[0]
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1', '2']

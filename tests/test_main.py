@@ -24,18 +24,45 @@ def test_helpfull_lists_flags():
     assert flag in result.stdout
 
 
-def test_config_key_typo_fails_naming_the_key(tmp_path):
-  result = _run_main('--config=configs/demo.py', f'--workdir={tmp_path}', '--config.trian.num_epochs=3')
-  assert result.returncode != 0
-  assert 'trian' in result.stderr
-  assert not os.listdir(tmp_path)
+def _one_line_error(result):
+  """The run stopped on a user error: status 2, one line on stderr, no traceback."""
+  assert result.returncode == 2, result.stderr
+  assert 'Traceback' not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+  return result.stderr
 
 
-def test_bad_value_fails_before_work(tmp_path):
-  result = _run_main('--config=configs/demo.py', f'--workdir={tmp_path}', '--config.geometry.solver=lu')
-  assert result.returncode != 0
-  assert 'geometry.solver' in result.stderr and 'cholesky' in result.stderr
-  assert not os.listdir(tmp_path)
+def _existing_workdir(path):
+  (path / 'checkpoints' / '3').mkdir(parents=True)
+  (path / 'config.json').write_text('{"seed": 0}')
+  return {p: p.read_bytes() for p in path.rglob('*') if p.is_file()}
+
+
+@pytest.mark.parametrize('flag, words', [
+    ('--config.trian.num_epochs=3', ['unknown configuration key', 'trian', 'Did you mean "train"']),
+    ('--config.geometry.solver=lu', ['geometry.solver', 'cholesky']),
+    ('--config.train.num_epochs=many', ['train.num_epochs', 'many']),
+])
+def test_bad_config_is_one_line_and_leaves_the_workdir(tmp_path, flag, words):
+  before = _existing_workdir(tmp_path)
+  stderr = _one_line_error(_run_main('--config=configs/demo.py', f'--workdir={tmp_path}', flag))
+  assert all(word in stderr for word in words), stderr
+  assert {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()} == before
+
+
+def test_missing_config_file_is_one_line(tmp_path):
+  stderr = _one_line_error(_run_main('--config=configs/nope.py', f'--workdir={tmp_path}'))
+  assert 'configs/nope.py' in stderr and 'No such file' in stderr
+
+
+def test_bad_sequence_is_one_line_and_leaves_the_workdir(tmp_path):
+  """A sequence.json that is not JSON: the run stops naming it before touching the workdir."""
+  (tmp_path / 'seq').mkdir()
+  (tmp_path / 'seq' / 'sequence.json').write_text('{"format": ')
+  before = _existing_workdir(tmp_path / 'run')
+  stderr = _one_line_error(_run_main('--config=configs/demo.py', f'--workdir={tmp_path / "run"}',
+                                     f'--config.data.path={tmp_path / "seq"}'))
+  assert 'seq/sequence.json: not valid JSON' in stderr and 'Fix: ' in stderr
+  assert {p: p.read_bytes() for p in (tmp_path / 'run').rglob('*') if p.is_file()} == before
 
 
 def test_default_and_demo_configs_validate(tmp_path):

@@ -1,0 +1,73 @@
+"""The workdir record: what may change within a run, what a sequence fingerprint notices."""
+
+import json
+
+import pytest
+
+from configs import demo
+from ngd_jax import workdir
+
+
+def _sequence(root):
+  (root / 'rgb').mkdir(parents=True)
+  (root / 'rgb' / '000000.png').write_bytes(b'png')
+  (root / 'sequence.json').write_text('{"fps": 30}')
+  (root / 'body.npz').write_bytes(b'body')
+  return root
+
+
+def _workdir_with_checkpoint(root, config, sequence):
+  workdir.record(config, sequence, str(root))
+  (root / 'checkpoints' / '3').mkdir(parents=True)
+  return str(root)
+
+
+def test_free_keys_change_freely_others_are_listed(tmp_path):
+  config = demo.get_config()
+  recorded = json.loads(config.to_json_best_effort())
+  config.train.log_every_steps += 1
+  config.eval.lpips = not config.eval.lpips
+  config.export.preview_frames += 1
+  config.data.path = '/moved/sequence'
+  assert workdir.config_changes(recorded, json.loads(config.to_json_best_effort())) == []
+  config.geometry.hash_levels = 8
+  config.remesh.epochs = (1, 2)
+  changes = workdir.config_changes(recorded, json.loads(config.to_json_best_effort()))
+  assert changes == [f'geometry.hash_levels: {recorded["geometry"]["hash_levels"]} -> 8',
+                     f'remesh.epochs: {recorded["remesh"]["epochs"]} -> [1, 2]']
+
+
+def test_fingerprint_notices_content_files_and_sizes(tmp_path):
+  seq = _sequence(tmp_path / 'seq')
+  before = workdir.sequence_fingerprint(seq)
+  assert workdir.fingerprint_changes(before, workdir.sequence_fingerprint(seq)) == []
+  (seq / 'body.npz').write_bytes(b'BODY')  # Same size, other content.
+  (seq / 'rgb' / '000000.png').write_bytes(b'png!')
+  (seq / 'rgb' / '000001.png').write_bytes(b'png')
+  assert workdir.fingerprint_changes(before, workdir.sequence_fingerprint(seq)) == [
+      'sequence body.npz differs', '1 sequence files added (e.g. rgb/000001.png)',
+      '1 sequence files resized (e.g. rgb/000000.png)']
+
+
+def test_check_refuses_other_inputs_once_there_is_a_checkpoint(tmp_path):
+  config = demo.get_config()
+  seq = _sequence(tmp_path / 'seq')
+  run = str(tmp_path / 'run')
+  workdir.record(config, seq, run)
+  config.seed = 5
+  workdir.check(config, seq, run)  # No checkpoint yet: nothing to protect.
+  _workdir_with_checkpoint(tmp_path / 'run', demo.get_config(), seq)
+  workdir.check(demo.get_config(), seq, run)
+  (seq / 'sequence.json').write_text('{"fps": 25}')
+  with pytest.raises(workdir.WorkdirError, match=r'run: holds a run made from other inputs; changed: seed: 0 -> 5; '
+                     r'sequence sequence\.json differs\. Fix: rerun with the configuration of .*config\.json'):
+    workdir.check(config, seq, run)
+
+
+def test_unwritable_workdir(tmp_path):
+  (tmp_path / 'file').write_text('')
+  seq = _sequence(tmp_path / 'seq')
+  with pytest.raises(workdir.WorkdirError, match=r'file/run: cannot write .* Fix: pass a --workdir you can write'):
+    workdir.record(demo.get_config(), seq, str(tmp_path / 'file' / 'run'))
+  with pytest.raises(workdir.WorkdirError, match=r'file: not a writable folder'):
+    workdir.check(demo.get_config(), seq, str(tmp_path / 'file'))

@@ -6,50 +6,36 @@ garment rendered from each held-out camera against gt/views/<name>/ (PSNR, SSIM,
 images masked to the garment (prediction by its coverage, target by the view's mask) and compared
 over the whole frame. The LBS-only baseline (the template skinned, no deformation, a flat mean
 garment colour) is measured the same way for reference.
+
+Means alone hide a collapse in part of the sequence, so metrics.json also holds each method's means
+per third of the frames and the worst frame's Chamfer ratio to the baseline, and TensorBoard gets
+the per-frame Chamfer curves and, for a few frames, the export's pictures (held-out views, side
+view over the ground truth) at the restored checkpoint's step.
 """
 
 import logging
 import os
-from typing import Any, NamedTuple
+from typing import Any, Mapping, Sequence
 
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from ngd_jax import body
-from ngd_jax import checkpoint as checkpoint_lib
+from ngd_jax import export
 from ngd_jax import files
 from ngd_jax import frames as frames_lib
 from ngd_jax import metrics
-from ngd_jax import pipeline
 from ngd_jax import render
+from ngd_jax import reporting
 from ngd_jax import texturing
 from ngd_jax import train
+from ngd_jax import trained as trained_lib
 
-
-class Trained(NamedTuple):
-  """A restored run: inputs, geometry and (if trained) appearance."""
-
-  run: train.Run
-  geometry: train.GeometryResult
-  appearance: texturing.AppearanceState | None
-  posed: np.ndarray  # float32 [T, V, 3], final garment per training frame.
-  faces: np.ndarray  # int32 [F, 3]
-
-
-def load_trained(config: ml_collections.ConfigDict, workdir: str) -> Trained:
-  """Host: restores checkpoint eval.checkpoint_step (-1: latest) and poses the garment per frame."""
-  run = train.Run(config, pipeline.load_inputs(config))
-  checkpointer = checkpoint_lib.Checkpointer(workdir, config.train.keep_checkpoints)
-  step = None if config.eval.checkpoint_step < 0 else config.eval.checkpoint_step
-  restored = train.restore_run(run, checkpointer, step)
-  checkpointer.close()
-  if restored is None:
-    raise checkpoint_lib.CheckpointError(f'{checkpointer.directory}: no checkpoint. Fix: train first (--mode=train).')
-  geometry = train.GeometryResult(restored.constants, restored.geometry, run.mesh_of_state(restored.geometry),
-                                  restored.meta)
-  posed, faces = texturing.posed_frames(run, geometry)
-  return Trained(run, geometry, restored.appearance, posed, faces)
+# TensorBoard tags of the evaluation: the per-frame Chamfer curves (one per method, step = the
+# sequence frame index) and the pictures of a frame (step = the restored checkpoint's step).
+CHAMFER_CURVE_PREFIX = 'eval/chamfer_sq_x1e3_per_frame'
+PICTURE_PREFIX = 'eval/views'
 
 
 def lbs_baseline(run: train.Run) -> np.ndarray:
@@ -72,7 +58,7 @@ def image_metrics(pred: np.ndarray, target: np.ndarray, use_lpips: bool) -> dict
   return out
 
 
-def evaluate_trained(trained: Trained) -> dict[str, Any]:
+def evaluate_trained(trained: trained_lib.Trained) -> dict[str, Any]:
   """Per-frame and mean metrics of the reconstruction and the LBS-only baseline."""
   run, config = trained.run, trained.run.config
   seq, bank = run.inputs.sequence, run.bank
@@ -112,10 +98,11 @@ def evaluate_trained(trained: Trained) -> dict[str, Any]:
         for metric in next(iter(views.values())):
           entry[key][metric] = float(np.mean([v[metric] for v in views.values()]))
     per_frame.append(entry)
-  summary = metrics.summarize(per_frame)
+  summary = {method: dict(metrics.method_means(per_frame, method), thirds=metrics.sequence_thirds(per_frame, method))
+             for method in metrics.TABLE_METHODS}
   return {
-      'reconstruction': {k: v for k, v in summary.get('reconstruction', {}).items() if k != 'views'},
-      'lbs_baseline': {k: v for k, v in summary.get('lbs_baseline', {}).items() if k != 'views'},
+      **summary,
+      'worst_chamfer_ratio': metrics.worst_chamfer_ratio(per_frame),
       'per_frame': per_frame,
       'frames': num_frames,
       'train_wall_seconds': float(trained.geometry.meta.get('wall_seconds', 0.0)),
@@ -124,10 +111,40 @@ def evaluate_trained(trained: Trained) -> dict[str, Any]:
   }
 
 
+def frame_pictures(trained: trained_lib.Trained, num_frames: int) -> dict[str, np.ndarray]:
+  """Host: the export's preview row (export.frame_panels) of config.export.preview_frames frames
+  spread over the first num_frames, by frame name: uint8 [H, W, 3] each."""
+  run = trained.run
+  names = [run.inputs.sequence.frames[int(index)] for index in run.bank.indices]
+  return {names[t]: export.side_by_side(*export.frame_panels(run, trained, t, export.preview_frame(run, trained, t),
+                                                             names[t]))
+          for t in export.preview_indices(num_frames, run.config.export.preview_frames)}
+
+
+def log_to_tensorboard(reporter: reporting.Reporter, result: Mapping[str, Any], frame_indices: Sequence[int],
+                       step: int, pictures: Mapping[str, np.ndarray]) -> None:
+  """Host: the per-frame Chamfer curves of result['per_frame'] (frame_indices: its sequence frame
+  indices, the curves' steps) and `pictures` (by frame name) at `step`, to TensorBoard."""
+  for index, entry in zip(frame_indices, result['per_frame'], strict=True):
+    values = {method: entry[method]['chamfer_sq_x1e3'] for method in metrics.TABLE_METHODS
+              if 'chamfer_sq_x1e3' in entry[method]}
+    if values:  # Frames without a ground-truth mesh have no Chamfer.
+      reporter.scalars(int(index), values, CHAMFER_CURVE_PREFIX)
+  for name, picture in pictures.items():
+    reporter.image(step, f'{PICTURE_PREFIX}/{name}', picture)
+
+
 def evaluate_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """--mode=eval: restore, measure, write workdir/metrics.json and print the table."""
-  result = evaluate_trained(load_trained(config, workdir))
+  """--mode=eval: restore, measure, write workdir/metrics.json and TensorBoard, print the table."""
+  trained = trained_lib.load_trained(config, workdir)
+  result = evaluate_trained(trained)
   files.write_json(os.path.join(workdir, 'metrics.json'), result)
+  reporter = reporting.Reporter(os.path.join(workdir, 'tensorboard'))
+  try:
+    log_to_tensorboard(reporter, result, trained.run.bank.indices[: result['frames']], trained.step,
+           frame_pictures(trained, result['frames']))
+  finally:
+    reporter.close()
   table = metrics.format_table(result)
   logging.info('Metrics (%d frames):\n%s', result['frames'], table)
   print(table, flush=True)

@@ -26,6 +26,8 @@ TABLE_METRICS = (
     ('lpips', 'lower'),
 )
 TABLE_METHODS = ('reconstruction', 'lbs_baseline')
+# Metrics the table also shows per third of the sequence.
+THIRDS_TABLE_METRICS = ('chamfer_sq_x1e3', 'normal_consistency')
 
 
 class SurfaceSamples(NamedTuple):
@@ -264,19 +266,81 @@ def summarize(per_frame: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
   return summary
 
 
+def method_means(per_frame: Sequence[Mapping[str, Any]], method: str) -> dict[str, float]:
+  """Host: mean over frames of each numeric metric of `method` (a key of every per-frame entry).
+
+  The per-view dicts are left out: their means over views are already entries of each frame.
+  """
+  means = summarize([frame[method] for frame in per_frame])
+  return {key: value for key, value in means.items() if not isinstance(value, Mapping)}
+
+
+def sequence_thirds(per_frame: Sequence[Mapping[str, Any]], method: str) -> list[dict[str, Any]]:
+  """Host: method_means over the first, middle and last third of the frames, in their order.
+
+  A mean over the whole sequence can hide a collapse in part of it (issue 11: a first third twice
+  the baseline's Chamfer behind a better overall mean). The thirds are np.array_split of the
+  frames into 3 (with fewer than 3 frames, the empty ones are left out); each is
+  {'frames': [first frame's name, last frame's name], metric: mean, ...}.
+  """
+  thirds = []
+  for positions in np.array_split(np.arange(len(per_frame)), 3):
+    if len(positions):
+      frames = [per_frame[i] for i in positions]
+      thirds.append({'frames': [frames[0]['frame'], frames[-1]['frame']], **method_means(frames, method)})
+  return thirds
+
+
+def worst_chamfer_ratio(per_frame: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+  """Host: the frame where reconstruction / lbs_baseline of chamfer_sq_x1e3 is largest.
+
+  {'frame': name, 'ratio': value} (inf where the baseline is exact and the reconstruction is not),
+  or None when no frame has both values (no ground-truth meshes). Above 1: that frame is worse
+  than the undeformed template, whatever the mean says.
+  """
+  worst = None
+  for frame in per_frame:
+    reconstruction = frame['reconstruction'].get('chamfer_sq_x1e3')
+    baseline = frame['lbs_baseline'].get('chamfer_sq_x1e3')
+    if reconstruction is None or baseline is None:
+      continue
+    ratio = reconstruction / baseline if baseline > 0 else (math.inf if reconstruction > 0 else 1.0)
+    if worst is None or ratio > worst['ratio']:
+      worst = {'frame': frame['frame'], 'ratio': float(ratio)}
+  return worst
+
+
+def _cell(value: float | None) -> str:
+  """A right-aligned table cell: 4 decimals, '-' when missing, inf / nan as such."""
+  if value is None:
+    return f'{"-":>16}'
+  return f'{value:>16.4f}' if math.isfinite(value) else f'{value:>16}'
+
+
 def format_table(metrics: Mapping[str, Any]) -> str:
-  """Host: text table of reconstruction vs LBS-only baseline; '-' where a value is missing."""
+  """Host: text table of reconstruction vs LBS-only baseline; '-' where a value is missing.
+
+  Below the means: THIRDS_TABLE_METRICS per third of the sequence (the methods' 'thirds'), and the
+  worst frame's Chamfer ratio (metrics['worst_chamfer_ratio']) when present.
+  """
   methods = [m for m in TABLE_METHODS if m in metrics]
   if not methods:
     raise ValueError(f'format_table: metrics need at least one of {TABLE_METHODS}; got keys '
                      f'{sorted(metrics)}.')
-  header = f"{'metric':<28}" + ''.join(f'{m:>16}' for m in methods)
+  rows = [(f'{key} ({better})', [metrics[method].get(key) for method in methods])
+          for key, better in TABLE_METRICS]
+  thirds = [metrics[method].get('thirds', []) for method in methods]
+  for key in THIRDS_TABLE_METRICS:
+    for position in range(max(len(t) for t in thirds)):
+      first, last = next(t[position]['frames'] for t in thirds if position < len(t))
+      rows.append((f'{key} frames {first}-{last}',
+                   [t[position].get(key) if position < len(t) else None for t in thirds]))
+  width = max(28, max(len(label) for label, _ in rows) + 2)
+  header = f"{'metric':<{width}}" + ''.join(f'{m:>16}' for m in methods)
   lines = [header, '-' * len(header)]
-  for key, better in TABLE_METRICS:
-    cells = []
-    for method in methods:
-      value = metrics[method].get(key)
-      cells.append(f'{value:>16.4f}' if value is not None and math.isfinite(value)
-                   else f'{"-" if value is None else value:>16}')
-    lines.append(f'{key + " (" + better + ")":<28}' + ''.join(cells))
+  lines += [f'{label:<{width}}' + ''.join(_cell(value) for value in values) for label, values in rows]
+  worst = metrics.get('worst_chamfer_ratio')
+  if worst is not None:
+    lines.append(f"worst frame: reconstruction / baseline chamfer_sq_x1e3 = {worst['ratio']:.3f} "
+                 f"(frame {worst['frame']})")
   return '\n'.join(lines)

@@ -253,3 +253,9 @@ def test_mp4_without_ffmpeg_is_a_clear_error(tmp_path, monkeypatch):
   with pytest.raises(RuntimeError, match='imageio-ffmpeg'):
     export.write_preview_animation(tmp_path / 'a.mp4', [np.zeros((4, 4, 3))], fps=5, format='mp4')
   assert not list(tmp_path.iterdir())
+
+
+def test_preview_indices_spread_over_the_whole_sequence():
+  np.testing.assert_array_equal(export.preview_indices(30, 8), [0, 4, 8, 12, 16, 20, 24, 29])
+  np.testing.assert_array_equal(export.preview_indices(4, 8), [0, 1, 2, 3])  # Fewer frames than asked.
+  np.testing.assert_array_equal(export.preview_indices(5, 1), [0])

@@ -224,3 +224,70 @@ def test_summarize_and_table():
     metrics.summarize([])
   with pytest.raises(ValueError, match='reconstruction'):
     metrics.format_table({'per_frame': []})
+
+
+def _seven_frames():
+  """Hand-made per-frame entries: frame 2 has no ground-truth mesh (no Chamfer, NC), only views."""
+  chamfer = [1.0, 2.0, None, 4.0, 5.0, 6.0, 7.0]
+  consistency = [0.9, 0.8, None, 0.6, 0.5, 0.4, 0.3]
+  baseline = [2.0, 2.0, None, 2.0, 10.0, 10.0, 1.0]
+  per_frame = []
+  for t in range(7):
+    reconstruction = {'psnr': 20.0 + t, 'views': {'left': {'psnr': 20.0 + t}}}
+    lbs = {'psnr': 10.0}
+    if chamfer[t] is not None:
+      reconstruction.update(chamfer_sq_x1e3=chamfer[t], normal_consistency=consistency[t])
+      lbs.update(chamfer_sq_x1e3=baseline[t], normal_consistency=0.5)
+    per_frame.append({'frame': f'{t:06d}', 'reconstruction': reconstruction, 'lbs_baseline': lbs})
+  return per_frame
+
+
+def test_sequence_thirds_and_worst_ratio_on_hand_made_frames():
+  per_frame = _seven_frames()
+  # np.array_split of 7 frames: 3, 2, 2. Frame 2 reports no Chamfer: the first third's Chamfer is
+  # the mean of frames 0 and 1 only, its PSNR the mean of frames 0-2.
+  thirds = metrics.sequence_thirds(per_frame, 'reconstruction')
+  expected = [
+      {'frames': ['000000', '000002'], 'chamfer_sq_x1e3': 1.5, 'normal_consistency': 0.85, 'psnr': 21.0},
+      {'frames': ['000003', '000004'], 'chamfer_sq_x1e3': 4.5, 'normal_consistency': 0.55, 'psnr': 23.5},
+      {'frames': ['000005', '000006'], 'chamfer_sq_x1e3': 6.5, 'normal_consistency': 0.35, 'psnr': 25.5},
+  ]
+  assert [third['frames'] for third in thirds] == [third['frames'] for third in expected]
+  for third, want in zip(thirds, expected):
+    assert set(third) == set(want)  # The per-view dicts are left out.
+    for key in ('chamfer_sq_x1e3', 'normal_consistency', 'psnr'):
+      assert third[key] == pytest.approx(want[key], abs=1e-12), (third['frames'], key)
+  baseline = metrics.sequence_thirds(per_frame, 'lbs_baseline')
+  assert [third['chamfer_sq_x1e3'] for third in baseline] == [2.0, 6.0, 5.5]
+  # Fewer than 3 frames: one third per frame, none empty.
+  assert [third['frames'] for third in metrics.sequence_thirds(per_frame[:2], 'reconstruction')] == [
+      ['000000', '000000'], ['000001', '000001']]
+  assert metrics.method_means(per_frame, 'reconstruction') == pytest.approx(
+      {'chamfer_sq_x1e3': 25.0 / 6, 'normal_consistency': 3.5 / 6, 'psnr': 23.0}, abs=1e-12)
+  # Ratios 0.5, 1, -, 2, 0.5, 0.6, 7: the last frame is seven times the baseline.
+  assert metrics.worst_chamfer_ratio(per_frame) == {'frame': '000006', 'ratio': 7.0}
+  assert metrics.worst_chamfer_ratio([per_frame[2]]) is None
+  exact_baseline = dict(per_frame[0], lbs_baseline={'chamfer_sq_x1e3': 0.0})
+  assert metrics.worst_chamfer_ratio([per_frame[6], exact_baseline]) == {'frame': '000000', 'ratio': float('inf')}
+
+
+def test_table_has_rows_per_third_and_the_worst_ratio():
+  per_frame = _seven_frames()
+  result = {method: dict(metrics.method_means(per_frame, method), thirds=metrics.sequence_thirds(per_frame, method))
+            for method in metrics.TABLE_METHODS}
+  result['worst_chamfer_ratio'] = metrics.worst_chamfer_ratio(per_frame)
+  table = metrics.format_table(result).splitlines()
+  assert table[0].split() == ['metric', 'reconstruction', 'lbs_baseline']
+  rows = {line[:line.index('  ')]: line.split()[-2:] for line in table[2:] if '  ' in line}
+  assert rows['chamfer_sq_x1e3 frames 000000-000002'] == ['1.5000', '2.0000']
+  assert rows['chamfer_sq_x1e3 frames 000003-000004'] == ['4.5000', '6.0000']
+  assert rows['chamfer_sq_x1e3 frames 000005-000006'] == ['6.5000', '5.5000']
+  assert rows['normal_consistency frames 000000-000002'] == ['0.8500', '0.5000']
+  assert rows['normal_consistency frames 000005-000006'] == ['0.3500', '0.5000']
+  assert len(table) == 2 + len(metrics.TABLE_METRICS) + 3 * len(metrics.THIRDS_TABLE_METRICS) + 1
+  assert table[-1] == 'worst frame: reconstruction / baseline chamfer_sq_x1e3 = 7.000 (frame 000006)'
+  # A third only one method has (e.g. metrics.json from before) shows '-' for the other.
+  del result['lbs_baseline']['thirds']
+  row = next(line for line in metrics.format_table(result).splitlines()
+             if line.startswith('chamfer_sq_x1e3 frames 000003'))
+  assert row.split()[-2:] == ['4.5000', '-']

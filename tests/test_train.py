@@ -16,8 +16,10 @@ import pytest
 
 from configs import demo
 from ngd_jax import checkpoint
+from ngd_jax import data
 from ngd_jax import evaluate
 from ngd_jax import export
+from ngd_jax import reporting
 from ngd_jax import train
 from ngd_jax import workdir as workdir_lib
 from ngd_jax.data import synthetic
@@ -69,13 +71,39 @@ def uninterrupted(sequence_path, tmp_path_factory):
   return workdir
 
 
-def test_run_writes_metrics_and_remeshes(uninterrupted):
+def test_run_writes_metrics_and_remeshes(uninterrupted, sequence_path):
   with open(os.path.join(uninterrupted, 'metrics.json')) as f:
     metrics = json.load(f)
   for method in ('reconstruction', 'lbs_baseline'):
     for key in ('chamfer_sq_x1e3', 'chamfer_mm', 'normal_consistency', 'psnr', 'ssim'):
       assert np.isfinite(metrics[method][key]), (method, key)
   assert metrics['frames'] == 4 and len(metrics['per_frame']) == 4
+  names = [frame['frame'] for frame in metrics['per_frame']]
+  for method in ('reconstruction', 'lbs_baseline'):  # 4 frames split into thirds of 2, 1 and 1.
+    thirds = metrics[method]['thirds']
+    assert [third['frames'] for third in thirds] == [names[0:2], names[2:3] * 2, names[3:4] * 2]
+    chamfers = [frame[method]['chamfer_sq_x1e3'] for frame in metrics['per_frame']]
+    np.testing.assert_allclose([third['chamfer_sq_x1e3'] for third in thirds],
+                               [np.mean(chamfers[0:2]), chamfers[2], chamfers[3]], rtol=1e-12)
+    assert all(np.isfinite(third['normal_consistency']) for third in thirds)
+  worst = metrics['worst_chamfer_ratio']
+  [worst_frame] = [frame for frame in metrics['per_frame'] if frame['frame'] == worst['frame']]
+  assert worst['ratio'] == pytest.approx(worst_frame['reconstruction']['chamfer_sq_x1e3'] /
+                                         worst_frame['lbs_baseline']['chamfer_sq_x1e3'], rel=1e-12)
+  # TensorBoard: per-frame Chamfer curves (step = frame index) and, for every frame (preview_frames
+  # >= 4), the export's row at the final step 24: input, render, error, held-out image and render per
+  # held-out camera, side view of the reconstruction, of the ground truth, silhouettes.
+  events = reporting.read_events(os.path.join(uninterrupted, 'tensorboard'))
+  for method in ('reconstruction', 'lbs_baseline'):
+    curve = events.scalars[f'{evaluate.CHAMFER_CURVE_PREFIX}/{method}']
+    assert [step for step, _ in curve] == [0, 1, 2, 3]
+    np.testing.assert_allclose([value for _, value in curve],
+                               [frame[method]['chamfer_sq_x1e3'] for frame in metrics['per_frame']], rtol=1e-6)
+  pictures = {tag: logged for tag, logged in events.images.items() if tag.startswith(evaluate.PICTURE_PREFIX)}
+  assert sorted(pictures) == sorted(f'{evaluate.PICTURE_PREFIX}/{name}' for name in names)
+  panels = 3 + 2 * len(data.read_sequence(tiny_config(sequence_path).data.path).eval_cameras) + 3
+  for [(step, picture)] in pictures.values():
+    assert step == 24 and picture.shape[1] == panels * 64 + (panels - 1) * 2
   meta, _ = final_state(uninterrupted)
   assert meta['phase'] == 'done' and meta['remeshes'] == 1
   assert os.path.isfile(os.path.join(uninterrupted, 'config.json'))

@@ -139,3 +139,36 @@ def test_blend_weight_ramps_from_old_field_to_network():
   jitted = jax.jit(remesh.blend_weight, static_argnums=1)
   assert float(jitted(jnp.array(3), 10)) == pytest.approx(0.3)
   assert float(remesh.blend_weight(0, 0)) == 1.0
+
+
+def test_vertex_transfer_gives_parent_means_over_padded_pytree():
+  """Displacement baseline: offsets and their Adam moments on a split's midpoint = the mean of its
+  two parent vertices' values; old vertices keep theirs exactly; padding rows get `fill`."""
+  vertices, faces, result = _refined_tube()
+  num_split = len(result.vertices) - len(vertices)
+  assert num_split > 0
+  old_capacity = remesh.capacity(len(vertices), 256)
+  new_capacity = remesh.capacity(len(result.vertices), 256)
+  rng = np.random.default_rng(4)
+  offsets = rng.normal(size=(old_capacity, 3)).astype(np.float32)
+  adam = optax.adam(1e-3).init({'static': jnp.zeros((old_capacity, 3))})[0]
+  adam = adam._replace(count=jnp.array(7, jnp.int32), mu={'static': offsets}, nu={'static': offsets**2})
+  moved = remesh.transfer_vertex_leaves({'static': offsets, 'adam': adam}, result.vertex_parent, len(vertices),
+                                        old_capacity, new_capacity)
+  a, b = result.vertex_parent[len(vertices):, 0], result.vertex_parent[len(vertices):, 1]
+  assert np.all(a != b)  # Every new vertex is a split midpoint.
+  np.testing.assert_array_equal(result.vertices[len(vertices):], 0.5 * (vertices[a] + vertices[b]))
+  for old, new in ((offsets, moved['static']), (offsets, moved['adam'].mu['static']),
+                   (offsets**2, moved['adam'].nu['static'])):
+    assert new.shape == (new_capacity, 3) and new.dtype == np.float32
+    np.testing.assert_array_equal(new[: len(vertices)], old[: len(vertices)])
+    np.testing.assert_allclose(new[len(vertices): len(result.vertices)], 0.5 * (old[a] + old[b]), rtol=1e-6)
+    np.testing.assert_array_equal(new[len(result.vertices):], 0.0)
+  assert int(moved['adam'].count) == 7
+  # Per-frame values along axis 1 (the dynamic offsets kept as the blend target).
+  per_frame = rng.normal(size=(4, len(vertices), 3))
+  means = remesh.parent_means(per_frame, result.vertex_parent, axis=1)
+  assert means.shape == (4, len(result.vertices), 3)
+  np.testing.assert_allclose(means[:, len(vertices):], 0.5 * (per_frame[:, a] + per_frame[:, b]), rtol=1e-12)
+  with pytest.raises(ValueError, match='vertex_parent'):
+    remesh.parent_means(per_frame[:, :3], result.vertex_parent, axis=1)

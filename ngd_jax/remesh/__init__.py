@@ -30,4 +30,6 @@ from ngd_jax.remesh.transfer import blend_faces
 from ngd_jax.remesh.transfer import blend_weight
 from ngd_jax.remesh.transfer import face_correspondence
 from ngd_jax.remesh.transfer import nearest_faces
+from ngd_jax.remesh.transfer import parent_means
 from ngd_jax.remesh.transfer import transfer_face_leaves
+from ngd_jax.remesh.transfer import transfer_vertex_leaves

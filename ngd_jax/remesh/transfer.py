@@ -3,6 +3,8 @@
 J^S of a new face: inverse-distance blend of the 3 nearest old faces by rest centroid. Adam
 moments (and any other per-face optimiser state): copied from the nearest old face. Old per-frame
 J^D: interpolated like J^S, then blended into the network output over remesh.blend_epochs.
+Per-vertex values (the displacement baseline's offsets, their Adam moments, per-frame dynamic
+offsets): an old vertex keeps its own, a split's midpoint takes the mean of its edge's two ends.
 Skinning weights and the Poisson operators are rebuilt by their own modules.
 """
 
@@ -113,6 +115,52 @@ def transfer_face_leaves(tree: Any, correspondence: FaceCorrespondence, face_dim
     values = transfer(padding.unpad(np.asarray(jax.device_get(leaf)), correspondence.num_old_faces),
                       correspondence)
     return values if face_capacity is None else padding.pad_face_array(values, face_capacity, fill)
+
+  return jax.tree.map(leaf_fn, tree)
+
+
+def parent_means(values: np.ndarray, vertex_parent: np.ndarray, axis: int = 0) -> np.ndarray:
+  """Host: vertex values of the refined mesh along `axis`, the mean of each vertex's two parents.
+
+  Args:
+    values: [..., V_old, ...] unpadded per-vertex values (offsets [V, 3], per frame [T, V, 3]).
+    vertex_parent: int [V_new, 2] from refine_mesh: (i, i) for old vertex i (which keeps its value
+      exactly), (a, b) for the midpoint of the old edge (a, b).
+  Returns the same shape with V_old replaced by V_new, in the input dtype.
+  """
+  values = np.moveaxis(np.asarray(values), axis, 0)
+  vertex_parent = np.asarray(vertex_parent)
+  if vertex_parent.size and vertex_parent.max() >= values.shape[0]:
+    raise ValueError(f'vertex_parent refers to old vertex {vertex_parent.max()} but the vertex axis has '
+                     f'{values.shape[0]} rows.')
+  means = (0.5 * (values[vertex_parent[:, 0]] + values[vertex_parent[:, 1]])).astype(values.dtype)
+  return np.moveaxis(means, 0, axis)
+
+
+def transfer_vertex_leaves(tree: Any, vertex_parent: np.ndarray, num_old_vertices: int, vertex_dim: int,
+                           vertex_capacity: int | None = None, fill: float = 0) -> Any:
+  """Host: maps every leaf whose leading dimension is `vertex_dim` to the refined mesh's vertices.
+
+  The vertex counterpart of transfer_face_leaves (the displacement baseline's offsets and their
+  Adam moments): parent_means over the first num_old_vertices rows (the real vertices of a padded
+  leaf); other leaves (step counts) are returned unchanged.
+
+  Args:
+    tree: pytree of arrays.
+    vertex_parent: int [V_new, 2] from refine_mesh.
+    num_old_vertices: V_old.
+    vertex_dim: leading size of the vertex-indexed leaves (V_old or the old vertex capacity).
+    vertex_capacity: pad the results to this many rows (None: V_new rows, unpadded).
+    fill: value of the padding rows.
+  """
+  if vertex_dim < num_old_vertices:
+    raise ValueError(f'vertex_dim={vertex_dim} is smaller than the old vertex count {num_old_vertices}.')
+
+  def leaf_fn(leaf):
+    if np.ndim(leaf) == 0 or np.shape(leaf)[0] != vertex_dim:
+      return leaf
+    values = parent_means(padding.unpad(np.asarray(jax.device_get(leaf)), num_old_vertices), vertex_parent)
+    return values if vertex_capacity is None else padding.pad_face_array(values, vertex_capacity, fill)
 
   return jax.tree.map(leaf_fn, tree)
 

@@ -12,6 +12,10 @@ from ngd_jax.geometry.operators import PoissonOperators
 from ngd_jax.geometry.poisson import poisson_solve
 from ngd_jax.geometry.poisson import register_factor
 from ngd_jax.geometry.poisson import resolve_solver
+from ngd_jax.geometry.orientation import face_pairs
+from ngd_jax.geometry.orientation import FacePairs
+from ngd_jax.geometry.orientation import orient_outward
+from ngd_jax.geometry.orientation import TemplateError
 from ngd_jax.geometry.pose import fit_pose_pca
 from ngd_jax.geometry.pose import pose_code
 from ngd_jax.geometry.pose import PosePCA

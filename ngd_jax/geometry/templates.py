@@ -30,6 +30,8 @@ import scipy.sparse.csgraph
 import skimage.measure
 import trimesh
 
+from ngd_jax.geometry import orientation
+
 GARMENTS = ('skirt', 'dress', 'tshirt', 'trousers')
 
 # Landmark heights as fractions of stature above the soles (Drillis and Contini, 1966), used when
@@ -311,19 +313,6 @@ def _cut_garment(body: _Body, garment: str, offset: float, edge_length: float) -
   return TemplateMesh(np.asarray(surface.vertices), np.asarray(surface.faces))
 
 
-def _orient_outward(body: _Body, mesh: TemplateMesh) -> TemplateMesh:
-  """Host: flips the faces if their normals point towards the body (consistent input)."""
-  corners = mesh.vertices[mesh.faces]
-  centres = corners.mean(axis=1)
-  normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-  _, nearest_face, barycentric = gpytoolbox.squared_distance(
-      centres, body.vertices, body.faces, use_cpp=True)
-  nearest = np.einsum('nk,nkd->nd', barycentric, body.vertices[body.faces[nearest_face]])
-  if np.sum(np.einsum('nd,nd->n', normals, centres - nearest)) < 0:
-    return TemplateMesh(mesh.vertices, mesh.faces[:, ::-1])
-  return mesh
-
-
 def body_template(rest_vertices: np.ndarray,
                   faces: np.ndarray,
                   skinning_weights: np.ndarray,
@@ -368,5 +357,5 @@ def body_template(rest_vertices: np.ndarray,
     mesh = _revolution_tube(body, top_height, hem, hip, offset, edge_length)
   else:
     mesh = _cut_garment(body, garment, offset, edge_length)
-  mesh = _orient_outward(body, mesh)
-  return TemplateMesh(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int32))
+  oriented = orientation.orient_outward(mesh.vertices, mesh.faces, body.vertices, body.faces, 'body template')
+  return TemplateMesh(np.asarray(mesh.vertices, np.float32), oriented.faces)

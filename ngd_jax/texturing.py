@@ -129,9 +129,9 @@ def posed_frames(run: train.Run, result: train.GeometryResult) -> tuple[np.ndarr
 
 
 def canonical_mesh(run: train.Run, result: train.GeometryResult) -> tuple[np.ndarray, np.ndarray]:
-  """Host: the J^S-only canonical garment (rest space), unpadded."""
+  """Host: the J^S-only (displacement baseline: static offsets only) canonical garment (rest space), unpadded."""
   vertices, faces = train.unpadded_template(result.state)
-  canonical = run.model.solve(result.mesh, result.state.params['static'])
+  canonical = run.model.static_canonical(result.mesh, result.state.params['static'])
   return np.asarray(canonical)[: len(vertices)], faces
 
 

@@ -110,3 +110,23 @@ def test_pose_pca_errors():
     geometry.fit_pose_pca(np.zeros((5, 3)), 4)
   with pytest.raises(ValueError, match='finite'):
     geometry.fit_pose_pca(np.full((5, 3), np.nan), 2)
+
+
+def test_displacement_field_has_three_outputs_per_point():
+  """geometry.parameterization = 'displacement': the same network, 3 outputs (vertex offsets)."""
+  config = _small_geometry_config()
+  assert geometry.dynamic_field_from_config(config).num_outputs == 9  # Default: J^D.
+  config.parameterization = 'displacement'
+  field = geometry.dynamic_field_from_config(config)
+  assert field.num_outputs == 3
+  rng = np.random.default_rng(0)
+  points = jnp.asarray(rng.uniform(size=(17, 3)), jnp.float32)
+  code = jnp.asarray(rng.uniform(size=(config.pose_components,)), jnp.float32)
+  params = field.init(jax.random.PRNGKey(0), points, points, code)
+  out = field.apply(params, points, points, code)
+  assert out.shape == (17, 3) and float(jnp.abs(out).max()) < 1e-3
+  layers = params['params']
+  assert set(layers) == {'centre_grid', 'normal_grid', 'pose_grid', 'hidden_0', 'hidden_1', 'out'}
+  assert layers['out']['kernel'].shape == (64, 3)
+  with pytest.raises(ValueError, match='num_outputs'):
+    field.clone(num_outputs=4).init(jax.random.PRNGKey(0), points, points, code)

@@ -88,10 +88,17 @@ class DynamicJacobianField(hash_encoding.HashGridMLP):
   J^D[f][i, j] = out[f, 3 i + j]. Initialisation: every layer keeps Flax's LeCun-normal init;
   with no biases and tables at +-1e-4 the output starts at O(1e-4), i.e. J^D ~ 0 as the method
   needs, while the gradient still reaches every layer and table (a zero last layer would not).
+
+  num_outputs = 3 is the displacement baseline (geometry.parameterization = 'displacement'): the
+  same network on vertex positions and vertex normals, giving offsets float32 [V, 3].
   """
+
+  num_outputs: int = 9  # 9: J^D [F, 3, 3]; 3: vertex offsets [V, 3] (the displacement baseline).
 
   @nn.compact
   def __call__(self, centres: jax.Array, normals: jax.Array, pose_code: jax.Array) -> jax.Array:
+    if self.num_outputs not in (3, 9):
+      raise ValueError(f'num_outputs must be 9 (Jacobians) or 3 (offsets), got {self.num_outputs}.')
     num_faces = centres.shape[0]
     pose_features = self.encoder('pose_grid')(pose_code[None, :])  # One lookup for all faces.
     x = jnp.concatenate([
@@ -101,10 +108,12 @@ class DynamicJacobianField(hash_encoding.HashGridMLP):
     ], axis=-1)
     for layer in range(self.mlp_depth):
       x = nn.relu(nn.Dense(self.mlp_width, use_bias=False, name=f'hidden_{layer}')(x))
-    x = nn.Dense(9, use_bias=False, name='out')(x)
-    return x.reshape(num_faces, 3, 3)
+    x = nn.Dense(self.num_outputs, use_bias=False, name='out')(x)
+    return x.reshape(num_faces, 3, 3) if self.num_outputs == 9 else x
 
 
 def dynamic_field_from_config(geometry_config) -> DynamicJacobianField:
-  """The field with sizes from config.geometry (configs/default.py)."""
-  return DynamicJacobianField.from_config(geometry_config)
+  """The field with sizes from config.geometry (configs/default.py); 3 outputs per vertex when
+  geometry.parameterization is 'displacement', 9 per face otherwise."""
+  field = DynamicJacobianField.from_config(geometry_config)
+  return field.clone(num_outputs=3) if geometry_config.parameterization == 'displacement' else field

@@ -161,7 +161,8 @@ def load_run(sequence: str, resolution: int, target_faces: int) -> train.Run:
   vertices, faces = np.asarray(template.vertices, np.float64), np.asarray(template.faces, np.int32)
   if target_faces > 0:
     vertices, faces = subdivide_to(vertices, faces, target_faces)
-  return train.Run(config, pipeline.RunInputs(seq, frames.load_frames(seq, config), vertices, faces))
+  return train.Run(config, pipeline.RunInputs(seq, frames.load_frames(seq, config), vertices, faces,
+                                              pipeline.body_distance_grid(seq, vertices, config)))
 
 
 def geometry_pieces(run: train.Run, state, mesh, constants, batch, dynamic: bool):
@@ -201,24 +202,16 @@ def geometry_pieces(run: train.Run, state, mesh, constants, batch, dynamic: bool
     jd, pullback = jax.vjp(fn, field_params)
     return jd, pullback(cotangent)
 
-  def losses_fwd_bwd(diffuse, alpha, depth, jacobians, rast, batch):
-    weights = train.render_weights(config.loss)
+  def losses_fwd_bwd(out, deformation, batch):
     key = jax.random.fold_in(jax.random.PRNGKey(batch.seed), batch.step)
     pairs = losses.sample_depth_pairs(key, batch.mask, config.loss.depth_pairs, config.loss.depth_box,
                                       config.loss.depth_pairs_in_mask)
 
-    def total(diffuse, alpha, depth, jacobians):
-      terms = losses.render_loss(diffuse, alpha, batch.target_diffuse, batch.mask, batch.hands, weights)
-      face_weight = mesh.operators.face_mask.astype(jnp.float32)
-      if dynamic and config.loss.jacobian_visible_only:
-        face_weight = face_weight * train.visible_faces(rast, face_capacity)
-      terms['jacobian'] = config.loss.jacobian_weight * losses.jacobian_loss(
-          jacobians, face_weight, jnp.sum(mesh.operators.face_mask))
-      if run.use_depth:
-        terms['depth'] = config.loss.depth_weight * losses.depth_ranking_loss(
-            depth, batch.depth, pairs, config.loss.depth_margin)
+    def total(out, deformation):
+      terms = train.frame_losses(out, deformation, jnp.zeros_like(batch.target), batch, mesh, pairs,
+                                 loss_config=run.frozen.loss, dynamic=dynamic, use_depth=run.use_depth)
       return sum(terms.values())
-    return jax.value_and_grad(total, argnums=(0, 1, 2, 3))(diffuse, alpha, depth, jacobians)
+    return jax.value_and_grad(total, argnums=(0, 1))(out, deformation)
 
   def optimizer_update(grads, opt_state, params):
     updates, opt_state = run.optimizer.update(grads, opt_state, params)
@@ -243,8 +236,7 @@ def geometry_pieces(run: train.Run, state, mesh, constants, batch, dynamic: bool
   pieces += [
       ('skin', skin_fwd_bwd, (mesh, deformation.canonical, batch.frame, vertex_cotangent)),
       ('render', render_fwd_bwd, (mesh, deformation.posed, batch.frame, image_cotangent)),
-      ('losses', losses_fwd_bwd, (out.diffuse, out.alpha[..., 0], out.depth[..., 0], deformation.jacobians,
-                                  out.rast, batch)),
+      ('losses', losses_fwd_bwd, (out, deformation, batch)),
       ('optimizer', optimizer_update, (grads, state.opt_state, params)),
       ('scores', scores, (out.diffuse, batch.mask, out.rast, state.scores)),
   ]

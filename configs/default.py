@@ -36,10 +36,16 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Jacobian fields and the Poisson solve (section 2, DESIGN.md section 5).
   config.geometry = ml_collections.ConfigDict()
+  config.geometry.parameterization = 'jacobian'  # 'jacobian': J^S + J^D -> Poisson (the method); 'displacement':
+  # per-vertex rest-space offsets, static + f_G with 3 outputs per vertex, no solve (the DGarment-style baseline).
   config.geometry.solver = 'auto'  # 'auto' (fastest on the platform, see benchmarks/), 'cg' or 'cholesky'.
   config.geometry.cg_tol = 1e-6  # Relative residual tolerance of the conjugate gradient solve.
   config.geometry.cg_maxiter = 2000  # Iteration cap of the conjugate gradient solve.
   config.geometry.cg_warm_start = True  # Start CG from the previous solution of the same frame.
+  config.geometry.anchor = 'body'  # Translation is not learned: the solve keeps a weighted mean of the vertices in
+  # place. 'centroid': the template's vertex centroid (the paper); 'body' (departs from the paper): the part nearest
+  # the body, so a template shorter than the garment lengthens downwards instead of moving its waist up.
+  config.geometry.anchor_width = 0.02  # For anchor='body': distance (m) beyond the closest over which weights fall off.
   config.geometry.pose_components = 4  # PCA components of the pose code for the dynamic field.
   config.geometry.field_bounds_margin = 0.25  # Share of the training extent added on each side of the field's input box.
   config.geometry.hash_levels = 16  # Hash grid levels per encoder (3 encoders: centre, normal, pose).
@@ -59,6 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Losses (section 4).
   config.loss = ml_collections.ConfigDict()
+  config.loss.supervision = 'diffuse'  # Render term on 'diffuse' images (the paper) or 'normals' (its ablation).
   config.loss.render_weight = 5.0  # Weight of the whole render term.
   config.loss.huber_weight = 0.65  # Huber share inside the render term.
   config.loss.huber_delta = 0.005  # Huber transition point.
@@ -66,6 +73,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.mask_weight = 0.4  # Silhouette MSE share inside the render term.
   config.loss.jacobian_weight = 0.25  # mean((J^S + J^D - I)^2).
   config.loss.jacobian_visible_only = True  # After warm-up, faces not visible in the frame count as identity.
+  config.loss.smoothness_weight = 0.0  # Departs from the paper: ||(J - J_template)_f - (...)_g||^2 over faces sharing
+  # an edge, spreading what the camera sees to the unseen side (losses.jacobian_smoothness_loss).
+  config.loss.penetration_weight = 0.0  # Departs from the paper: mean max(0, margin - d)^2 of the canonical garment's
+  # signed distance d to the rest body (m), keeping the unseen side out of the body (losses.penetration_loss).
+  config.loss.penetration_margin = 0.005  # Distance (m) the garment keeps from the body.
+  config.loss.penetration_grid_resolution = 48  # Samples per axis of the body's distance grid.
+  config.loss.penetration_grid_margin = 0.25  # The grid spans the template's box grown by this much (m) per side.
   config.loss.depth_weight = 1.0  # Depth ordering (margin ranking) weight.
   config.loss.depth_pairs = 50  # Random pixel pairs per frame.
   config.loss.depth_box = 64  # Both pixels of a pair lie in a box of this size (pixels).

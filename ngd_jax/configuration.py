@@ -15,9 +15,13 @@ _CHOICES = {
     'template.garment': ('', 'skirt', 'dress', 'tshirt', 'trousers'),
     'skinning.method': ('exp', 'knn'),
     'geometry.solver': ('auto', 'cg', 'cholesky'),
+    'geometry.parameterization': ('jacobian', 'displacement'),
+    'geometry.anchor': ('centroid', 'body'),
+    'loss.supervision': ('diffuse', 'normals'),
     'render.backend': ('auto', 'ffi', 'jax'),
     'export.video_format': ('gif', 'mp4'),
-    'data.synthetic_preset': ('', 'tiny', 'demo', 'skirt', 'dress', 'tshirt'),
+    'data.synthetic_preset': ('', 'tiny', 'demo', 'skirt', 'dress', 'tshirt', 'long_skirt', 'flared_skirt',
+                              'dress_walk', 'tshirt_arms', 'tiny_tube'),
 }
 
 _POSITIVE = (
@@ -31,7 +35,8 @@ _POSITIVE = (
     'appearance.num_epochs', 'appearance.texture_size', 'appearance.lr', 'appearance.lr_end',
     'appearance.pose_components', 'appearance.hash_levels', 'appearance.hash_features',
     'appearance.hash_log2_table_size', 'appearance.hash_base_resolution', 'appearance.mlp_width',
-    'eval.chamfer_samples', 'skinning.sigma', 'skinning.knn',
+    'eval.chamfer_samples', 'skinning.sigma', 'skinning.knn', 'geometry.anchor_width',
+    'loss.penetration_margin', 'loss.penetration_grid_resolution', 'loss.penetration_grid_margin',
 )
 
 

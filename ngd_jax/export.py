@@ -23,8 +23,12 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import sparse
 
 from ngd_jax import files
+from ngd_jax import frames as frames_lib
 from ngd_jax import metrics
 from ngd_jax import render
+from ngd_jax import texturing
+from ngd_jax import trained as trained_lib
+from ngd_jax import views
 
 # Anchor colours of the 'inferno' colour map at 0, 1/8, ..., 1 (black, purple, orange, yellow),
 # linearly interpolated by error_colormap.
@@ -345,26 +349,17 @@ def preview_row(input_image: np.ndarray, render: np.ndarray, error_max: float = 
                       labels=[f'{prefix}input', 'render', f'|error| (0-{error_max:g})'])
 
 
-def write_preview_grid(path: str | os.PathLike, rows: Sequence[tuple[np.ndarray, np.ndarray]],
-                       error_max: float = 1.0, labels: Sequence[str] | None = None) -> np.ndarray:
-  """Host: a PNG with one preview_row per (input, render) pair, stacked; returns the image.
+def write_preview_grid(path: str | os.PathLike, rows: Sequence[np.ndarray]) -> np.ndarray:
+  """Host: a PNG of labelled rows (side_by_side outputs, one per frame) stacked; returns the image.
 
-  Args:
-    path: the .png file.
-    rows: (input [H, W, 3], render [H, W, 3]) per frame, float in [0, 1] or uint8.
-    error_max: |difference| shown at the top of the colour map.
-    labels: optional text per row (e.g. frame names).
+  Rows of different widths are padded with white on the right.
   """
   if not rows:
     raise ValueError('write_preview_grid: no rows.')
-  if labels is not None and len(labels) != len(rows):
-    raise ValueError(f'write_preview_grid: {len(labels)} labels for {len(rows)} rows.')
-  labels = labels if labels is not None else [''] * len(rows)
-  previews = [preview_row(a, b, error_max, label) for (a, b), label in zip(rows, labels)]
-  width = max(p.shape[1] for p in previews)
-  previews = [np.pad(p, ((0, 2), (0, width - p.shape[1]), (0, 0)), constant_values=255)
-              for p in previews]
-  grid = np.concatenate(previews, axis=0)
+  width = max(row.shape[1] for row in rows)
+  rows = [np.pad(to_uint8(row), ((0, 2), (0, width - row.shape[1]), (0, 0)), constant_values=255)
+          for row in rows]
+  grid = np.concatenate(rows, axis=0)
   write_png(path, grid)
   return grid
 
@@ -415,16 +410,19 @@ def write_preview_animation(path: str | os.PathLike, frames: Sequence[np.ndarray
       iio.imwrite(tmp, frames, plugin='pillow', extension='.gif', duration=1000.0 / fps, loop=0)
 
 
+def preview_indices(num_frames: int, count: int) -> np.ndarray:
+  """Host: `count` frame positions (int [<= count]) spread evenly from the first frame to the last,
+  so the previews and the evaluation's TensorBoard pictures show the whole sequence."""
+  return np.unique(np.linspace(0, num_frames - 1, min(count, num_frames)).astype(int))
+
+
 def export_run(config, workdir: str) -> None:
   """--mode=export: posed and canonical meshes, texture, animated glb and previews of a trained run.
 
   Writes under workdir: meshes/posed/<frame>.obj, meshes/canonical.obj, garment_textured.obj
   (+ .mtl, texture.png), garment.glb, previews/grid.png and previews/preview.<gif|mp4>.
   """
-  from ngd_jax import evaluate  # pylint: disable=g-import-not-at-top  (evaluate imports the trainer)
-  from ngd_jax import texturing  # pylint: disable=g-import-not-at-top
-
-  trained = evaluate.load_trained(config, workdir)
+  trained = trained_lib.load_trained(config, workdir)
   run, bank = trained.run, trained.run.bank
   seq = run.inputs.sequence
   out = pathlib.Path(workdir)
@@ -441,27 +439,64 @@ def export_run(config, workdir: str) -> None:
     write_textured_obj(out / 'garment_textured.obj', canonical, faces, uvs, uv_faces, texture)
   write_animated_glb(out / 'garment.glb', trained.posed, trained.faces, seq.fps, uvs, uv_faces, texture)
   rows = [preview_frame(run, trained, t) for t in range(bank.num_frames)]
-  chosen = np.unique(np.linspace(0, bank.num_frames - 1, min(config.export.preview_frames, bank.num_frames)).astype(int))
-  write_preview_grid(out / 'previews' / 'grid.png', [rows[t] for t in chosen], labels=[names[t] for t in chosen])
+  chosen = preview_indices(bank.num_frames, config.export.preview_frames)
+  write_preview_grid(out / 'previews' / 'grid.png',
+                     [side_by_side(*frame_panels(run, trained, t, rows[t], names[t])) for t in chosen])
   write_preview_animation(out / 'previews' / f'preview.{config.export.video_format}',
                           [preview_row(*row) for row in rows], seq.fps, config.export.video_format)
   logging.info('Exported %d frames to %s', bank.num_frames, out)
 
 
-def preview_frame(run, trained, t: int) -> tuple[np.ndarray, np.ndarray]:
-  """Host: (input, render) of training frame t; the render is the textured garment over the input."""
-  from ngd_jax import texturing  # pylint: disable=g-import-not-at-top
-
-  bank, config = run.bank, run.config
-  image = bank.rgb[t].astype(np.float32) / 255.0
+def render_reconstruction(run, trained, t: int, camera, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+  """Host: the reconstruction of training frame t seen by `camera` at `size` (H, W): rgb [H, W, 3] in
+  [0, 1] and coverage [H, W]; textured when the run has an appearance, else its diffuse shading."""
+  config = run.config
   posed, faces = jnp.asarray(trained.posed[t]), jnp.asarray(trained.faces)
-  world_to_clip = jnp.asarray(bank.world_to_clip[t])
+  world_to_clip = jnp.asarray(frames_lib.clip_matrix(camera, size, config.render))
   if trained.appearance is not None:
     rgb, coverage = texturing.render_textured(config, trained.appearance, posed, faces, world_to_clip,
-                                              jnp.asarray(bank.pose[t]), bank.resolution)
-  else:
-    shaded = render.render_garment(posed, faces, render.build_topology(trained.faces), world_to_clip,
-                                   jnp.asarray(bank.world_to_camera[t]), bank.resolution, config.render.backend)
-    rgb, coverage = np.repeat(np.asarray(shaded.diffuse), 3, axis=-1), np.asarray(shaded.alpha)[..., 0]
+                                              jnp.asarray(run.bank.pose[t]), size)
+    return np.asarray(rgb), np.asarray(coverage)
+  shaded = render.render_garment(posed, faces, render.build_topology(trained.faces), world_to_clip,
+                                 jnp.asarray(camera.world_to_camera), size, config.render.backend)
+  return np.repeat(np.asarray(shaded.diffuse), 3, axis=-1), np.asarray(shaded.alpha)[..., 0]
+
+
+def preview_frame(run, trained, t: int) -> tuple[np.ndarray, np.ndarray]:
+  """Host: (input, render) of training frame t; the render is the reconstruction over the input."""
+  bank, seq, config = run.bank, run.inputs.sequence, run.config
+  image = bank.rgb[t].astype(np.float32) / 255.0
+  camera = seq.camera(int(bank.indices[t]), config.data.resolution)
+  rgb, coverage = render_reconstruction(run, trained, t, camera, bank.resolution)
   composite = image * (1.0 - coverage[..., None]) + rgb
   return image, np.clip(composite, 0.0, 1.0)
+
+
+def frame_panels(run, trained, t: int, training_view: tuple[np.ndarray, np.ndarray],
+                 name: str) -> tuple[list[np.ndarray], list[str]]:
+  """Host: the labelled pictures of frame t for the preview grid (see views.py for why).
+
+  Training view (input | render | error), then per held-out camera (held-out image | the
+  reconstruction from it), then the side view (reconstruction | ground truth | silhouettes) when the
+  sequence has the frame's true mesh.
+  """
+  config, bank, seq = run.config, run.bank, run.inputs.sequence
+  index = int(bank.indices[t])
+  image, render_ = training_view
+  panels = [image, render_, error_colormap(image, render_)]
+  labels = [f'{name} input', 'render', '|error| (0-1)']
+  for view_name in sorted(seq.eval_cameras):
+    view = seq.eval_view(view_name, index, config.data.resolution)
+    rgb, coverage = render_reconstruction(run, trained, t, view.camera, view.mask.shape)
+    panels += [view.rgb, np.clip(rgb + (1.0 - coverage[..., None]), 0.0, 1.0)]
+    labels += [f'{view_name} held-out', f'{view_name} render']
+  if seq.frames[index] in seq.gt_frames:
+    gt = seq.gt_mesh(index)
+    centre = np.asarray(gt.vertices).mean(axis=0)
+    side = views.turned_camera(seq.camera(index, config.data.resolution), centre, 90.0)
+    mine = views.shaded(trained.posed[t], trained.faces, side, bank.resolution, config.render,
+                        views.RECONSTRUCTION_TINT)
+    truth = views.shaded(gt.vertices, gt.faces, side, bank.resolution, config.render, views.GROUND_TRUTH_TINT)
+    panels += [mine.rgb, truth.rgb, views.silhouette_overlay(mine.coverage, truth.coverage)]
+    labels += ['side: reconstruction', 'side: ground truth', 'red ours, green truth']
+  return panels, labels

@@ -21,7 +21,7 @@ class FrameBank(NamedTuple):
   rgb: np.ndarray  # uint8 [T, H, W, 3]
   mask: np.ndarray  # uint8 [T, H, W], garment mask 0/1
   hands: np.ndarray  # uint8 [T, H, W], hands mask 0/1 (zeros if absent or unused)
-  target_diffuse: np.ndarray  # float32 [T, H, W, 1], clip(n . towards camera, 0, 1) x mask
+  target: np.ndarray  # float32 [T, H, W, C], losses.target_image (diffuse: C = 1, normals: C = 3)
   depth: np.ndarray  # float32 [T, H, W], relative depth, nan = unknown (all nan if absent)
   world_to_clip: np.ndarray  # float32 [T, 4, 4]
   world_to_camera: np.ndarray  # float32 [T, 4, 4]
@@ -76,14 +76,14 @@ def load_frames(seq: data.Sequence, config: ml_collections.ConfigDict) -> FrameB
   cameras = [seq.camera(int(i), config.data.resolution) for i in indices]
   mask = np.stack([f.mask for f in frames]).astype(np.float32)
   normal = np.stack([f.normal for f in frames]).astype(np.float32)
-  target = np.asarray(losses.target_diffuse(normal, mask))
+  target = np.asarray(losses.target_image(normal, mask, config.loss.supervision))
   use_hands = config.data.use_hands_mask and all(f.hands is not None for f in frames)
   return FrameBank(
       indices=indices,
       rgb=np.stack([np.round(np.clip(f.rgb, 0, 1) * 255) for f in frames]).astype(np.uint8),
       mask=mask.astype(np.uint8),
       hands=np.stack([f.hands if use_hands else np.zeros(size) for f in frames]).astype(np.uint8),
-      target_diffuse=target.astype(np.float32),
+      target=target.astype(np.float32),
       depth=np.stack([f.depth if f.depth is not None else np.full(size, np.nan) for f in frames]).astype(np.float32),
       world_to_clip=np.stack([clip_matrix(c, size, config.render) for c in cameras]),
       world_to_camera=np.stack([c.world_to_camera for c in cameras]).astype(np.float32),

@@ -66,6 +66,24 @@ def target_diffuse(normal: Float[Array, 'H W 3'], mask: Float[Array, 'H W']) -> 
   return (jnp.clip(-normal[..., 2], 0.0, 1.0) * mask)[..., None]
 
 
+SUPERVISION = ('diffuse', 'normals')
+
+
+def target_image(normal: Float[Array, 'H W 3'], mask: Float[Array, 'H W'], supervision: str) -> Array:
+  """What the render term compares with (config.loss.supervision): the pseudo-GT diffuse [H, W, 1]
+  (the paper), or its normals mapped to [0, 1], (n + 1) / 2 x mask [H, W, 3] (the paper's ablation)."""
+  if supervision == 'diffuse':
+    return target_diffuse(normal, mask)
+  if supervision == 'normals':
+    return 0.5 * (normal + 1.0) * mask[..., None]
+  raise ValueError(f'supervision must be one of {SUPERVISION}, got {supervision!r}.')
+
+
+def supervised_image(diffuse: Float[Array, 'H W 1'], normal: Float[Array, 'H W 3'], supervision: str) -> Array:
+  """The rendered counterpart of target_image (before the render term masks it)."""
+  return diffuse if supervision == 'diffuse' else 0.5 * (normal + 1.0)
+
+
 def jacobian_loss(
     jacobians: Float[Array, 'F 3 3'], face_weight: Float[Array, 'F'], num_faces: Array
 ) -> Array:
@@ -77,6 +95,32 @@ def jacobian_loss(
   """
   sq = jnp.sum((jacobians - jnp.eye(3)) ** 2, axis=(1, 2))
   return jnp.sum(sq * face_weight) / (9.0 * num_faces)
+
+
+def stretch_smoothness_loss(jacobians: Float[Array, 'F 3 3'], face_pairs: Array) -> Array:
+  """mean over faces sharing an edge of ||C_f - C_g||^2 / 9, C = J^T J (right Cauchy-Green tensor).
+
+  A monocular view constrains only the faces it sees; this prior spreads how they stretch to the
+  unseen side (the back of a skirt lengthens with its front). C is in rest coordinates, so it
+  ignores how a face is rotated: the front's tilt is not copied to the back (a prior on J - J_0
+  would copy it, measured worse in benchmarks/README.md). `face_pairs` int [E, 2]; rows (f, f)
+  are padding.
+  """
+  first, second = face_pairs[:, 0], face_pairs[:, 1]
+  real = (first != second).astype(jacobians.dtype)
+  stretch = jnp.einsum('fki,fkj->fij', jacobians, jacobians)
+  sq = jnp.sum((stretch[first] - stretch[second]) ** 2, axis=(1, 2))
+  return jnp.sum(sq * real) / (9.0 * jnp.maximum(jnp.sum(real), 1.0))
+
+
+def penetration_loss(distance: Float[Array, 'V'], vertex_mask: Array, margin: float) -> Array:
+  """mean over real vertices of max(0, margin - d)^2, d the signed distance to the body (m, < 0 inside).
+
+  The body is in the garment: an unseen side that the render term leaves free must not fold into
+  it. `vertex_mask` is False on padding vertices.
+  """
+  weight = vertex_mask.astype(distance.dtype)
+  return jnp.sum(jnp.maximum(margin - distance, 0.0) ** 2 * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
 def sample_depth_pairs(

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from ngd_jax import body
 from ngd_jax import geometry
@@ -22,6 +22,8 @@ class GarmentMesh(NamedTuple):
   operators: geometry.PoissonOperators  # faces, rest vertices, masks and the Poisson system.
   skinning_weights: Float[Array, 'Vc K']
   topology: Any  # render.Topology: edge adjacency for antialiasing.
+  face_pairs: Int[Array, 'Ec 2']  # Faces sharing an edge (smoothness term); padding rows (0, 0).
+  body_distance: body.DistanceGrid | None  # Rest body's signed distance (penetration term), None when off.
 
 
 class FrameInputs(NamedTuple):
@@ -34,9 +36,11 @@ class FrameInputs(NamedTuple):
 
 
 class Deformation(NamedTuple):
-  jacobians: Float[Array, 'Fc 3 3']  # J^S + J^D.
-  dynamic: Float[Array, 'Fc 3 3']  # J^D (zero during warm-up).
-  canonical: Float[Array, 'Vc 3']  # Poisson solution in the rest space.
+  """The deformation of one frame; `dynamic` is per vertex [Vc, 3] in the displacement baseline."""
+
+  jacobians: Float[Array, 'Fc 3 3']  # J^S + J^D (displacement: G x of the displaced mesh).
+  dynamic: Float[Array, 'Fc 3 3']  # J^D (zero during warm-up); displacement: dynamic offsets [Vc, 3].
+  canonical: Float[Array, 'Vc 3']  # Poisson solution (displacement: rest + offsets) in the rest space.
   posed: Float[Array, 'Vc 3']  # Skinned to the frame (world).
 
 
@@ -62,6 +66,25 @@ class GarmentModel:
   resolution: tuple[int, int]  # (H, W) of the rendered images.
   backend: str  # Rasterizer kernel.
   antialias: bool
+  # 'jacobian' (the method) or 'displacement': per-vertex rest-space offsets replace the Jacobians and
+  # the Poisson solve (the DGarment-style baseline of issue 11); config.geometry.parameterization.
+  parameterization: str = 'jacobian'
+
+  def init_static(self, operators: geometry.PoissonOperators) -> Array:
+    """J^S at initialisation [Fc, 3, 3] (the template's Jacobians), or zero offsets [Vc, 3]."""
+    if self.parameterization == 'displacement':
+      return jnp.zeros_like(operators.rest_vertices)
+    return geometry.init_static_jacobians(operators)
+
+  def static_canonical(self, mesh: GarmentMesh, static: Array, x0: Array | None = None) -> Float[Array, 'Vc 3']:
+    """The canonical garment of the static part alone: the Poisson solution of J^S, or rest + offsets."""
+    if self.parameterization == 'displacement':
+      return mesh.operators.rest_vertices + self._real_vertices(mesh, static)
+    return self.solve(mesh, static, x0)
+
+  def _real_vertices(self, mesh: GarmentMesh, offsets: Array) -> Array:
+    """Offsets [Vc, 3] with the padding vertices' rows zeroed (they stay copies of vertex 0's rest)."""
+    return offsets * mesh.operators.vertex_mask[:, None].astype(offsets.dtype)
 
   def solve(self, mesh: GarmentMesh, jacobians: Array, x0: Array | None = None) -> Float[Array, 'Vc 3']:
     return geometry.poisson_solve(
@@ -93,14 +116,21 @@ class GarmentModel:
   ) -> Deformation:
     """J = J^S + J^D -> canonical vertices -> posed vertices.
 
+    In the displacement baseline: rest + static offsets + dynamic offsets -> posed vertices (no
+    solve); `jacobians` are then G x of the displaced canonical mesh, for the same regulariser.
+
     Args:
-      params: {'static': J^S [Fc, 3, 3], 'dynamic': flax variables of the field}.
+      params: {'static': J^S [Fc, 3, 3] (displacement: offsets [Vc, 3]), 'dynamic': flax
+        variables of the field}.
       dynamic: static flag; False during warm-up (J^D = 0, the network is not evaluated).
-      blend_target: after a remesh, the old per-frame J^D transferred to the new faces; J^D is
+      blend_target: after a remesh, the old per-frame J^D transferred to the new faces (or the old
+        dynamic offsets to the new vertices); J^D is
         (1 - blend_weight) * blend_target + blend_weight * network (METHOD.md section 6).
-      x0: warm start of a CG solve (ignored by Cholesky).
+      x0: warm start of a CG solve (ignored by Cholesky and by the displacement baseline).
     """
     static = params['static']
+    if self.parameterization == 'displacement':
+      return self._deform_displacement(params, bounds, mesh, frame, dynamic, blend_target, blend_weight)
     if dynamic:
       static_canonical = jax.lax.stop_gradient(self.solve(mesh, static, x0))
       static_posed = self.skin(mesh, static_canonical, frame)
@@ -111,6 +141,32 @@ class GarmentModel:
       dyn = jnp.zeros_like(static)
     jacobians = static + dyn
     canonical = self.solve(mesh, jacobians, x0)
+    return Deformation(jacobians, dyn, canonical, self.skin(mesh, canonical, frame))
+
+  def dynamic_offsets(
+      self, field_params, bounds: geometry.FieldBounds, mesh: GarmentMesh, static_posed: Array, frame: FrameInputs
+  ) -> Float[Array, 'Vc 3']:
+    """Displacement baseline: f_G (3 outputs) on the vertex positions and area-weighted vertex
+    normals of the static-only mesh skinned to the frame; inputs carry no gradient."""
+    posed = jax.lax.stop_gradient(static_posed)
+    normals = render.vertex_normals(posed, mesh.operators.faces)
+    inputs = geometry.normalize_field_inputs(bounds, posed, normals, jax.lax.stop_gradient(frame.pose_code))
+    return self.field.apply(field_params, inputs.centres, inputs.normals, inputs.pose_code)
+
+  def _deform_displacement(self, params, bounds, mesh, frame, dynamic, blend_target, blend_weight) -> Deformation:
+    """deform() of the displacement baseline: canonical = rest + static offsets + dynamic offsets."""
+    static_canonical = self.static_canonical(mesh, params['static'])
+    if dynamic:
+      static_posed = self.skin(mesh, jax.lax.stop_gradient(static_canonical), frame)
+      dyn = self.dynamic_offsets(params['dynamic'], bounds, mesh, static_posed, frame)
+      if blend_target is not None:
+        dyn = (1.0 - blend_weight) * blend_target + blend_weight * dyn
+      dyn = self._real_vertices(mesh, dyn)
+      canonical = static_canonical + dyn
+    else:
+      dyn = jnp.zeros_like(static_canonical)
+      canonical = static_canonical
+    jacobians = geometry.jacobians(mesh.operators, canonical)
     return Deformation(jacobians, dyn, canonical, self.skin(mesh, canonical, frame))
 
   def render(self, mesh: GarmentMesh, posed: Array, frame: FrameInputs) -> render.GarmentRender:

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 
+import gpytoolbox
 import jax
 import ml_collections
 import numpy as np
@@ -38,6 +39,7 @@ class RunInputs:
   bank: frames_lib.FrameBank
   template_vertices: np.ndarray  # float64 [V, 3]
   template_faces: np.ndarray  # int32 [F, 3]
+  body_distance: body.DistanceGrid | None  # Rest body's signed distance (None: penetration term off).
 
 
 # Template shape built from the body for each sequence.json garment class, when template.garment
@@ -46,7 +48,10 @@ _BODY_TEMPLATE_OF_GARMENT = {'upper': 'tshirt', 'outer': 'tshirt', 'lower': 'ski
 
 
 def load_template(config: ml_collections.ConfigDict, seq: data.Sequence) -> tuple[np.ndarray, np.ndarray]:
-  """The garment template from the sequence's template.obj, or built from the body's rest mesh."""
+  """The garment template from the sequence's template.obj, or built from the body's rest mesh.
+
+  Either way its faces are wound with normals away from the body (geometry.orient_outward).
+  """
   if config.template.source == 'sequence':
     if seq.template_path is None:
       raise data.SequenceError(
@@ -54,7 +59,11 @@ def load_template(config: ml_collections.ConfigDict, seq: data.Sequence) -> tupl
           'template.source is "sequence" but the sequence has no template.obj',
           'add a template in the body rest space, or pass --config.template.source=body',
       )
-    return geometry.load_template(seq.template_path)
+    vertices, faces = geometry.load_template(seq.template_path)
+    # The renderer is one-sided: a template wound towards the body would be fitted inside out.
+    oriented = geometry.orient_outward(vertices, faces, seq.body.rest_vertices, seq.body.faces,
+                                       str(seq.template_path))
+    return geometry.TemplateMesh(vertices, oriented.faces)
   garment = config.template.garment or _BODY_TEMPLATE_OF_GARMENT[seq.garment]
   return geometry.body_template(
       seq.body.rest_vertices,
@@ -80,21 +89,60 @@ def load_inputs(config: ml_collections.ConfigDict) -> RunInputs:
   # Rounded to float32, the precision the training state stores, so a resumed run rebuilds the
   # same operators as the run that wrote the checkpoint.
   vertices = np.asarray(vertices, np.float32).astype(np.float64)
-  return RunInputs(seq, bank, vertices, np.asarray(faces, np.int32))
+  return RunInputs(seq, bank, vertices, np.asarray(faces, np.int32), body_distance_grid(seq, vertices, config))
+
+
+def body_distance_grid(seq: data.Sequence, template_vertices: np.ndarray,
+                       config: ml_collections.ConfigDict) -> body.DistanceGrid | None:
+  """Host: the rest body's signed distance around the template (loss.penetration_*), or None when off.
+
+  The grid spans the template's box grown by loss.penetration_grid_margin on every side: room
+  for a template that the fit lengthens or widens; beyond it a point counts as outside.
+  """
+  if config.loss.penetration_weight <= 0:
+    return None
+  margin = config.loss.penetration_grid_margin
+  return body.fit_distance_grid(seq.body.rest_vertices, seq.body.faces, template_vertices.min(axis=0) - margin,
+                                template_vertices.max(axis=0) + margin, config.loss.penetration_grid_resolution)
+
+
+def anchor_weights(rest_vertices: np.ndarray, faces: np.ndarray, seq: data.Sequence,
+                   config: ml_collections.ConfigDict) -> np.ndarray | None:
+  """Host: weights [V] of the translation anchor (config.geometry.anchor), None for the centroid.
+
+  'body': each vertex's share of the surface area times exp(-((d - d_min) / width)^2), d its
+  distance to the body's rest surface: the garment is held where it touches the body (a skirt's
+  hips, a shirt's shoulders), so that part stays in place while a template shorter or longer than
+  the garment grows or shrinks away from it. Area weighting makes the anchor a surface integral,
+  which a remesh does not move. The paper's vertex centroid ('centroid') moves the waist up when
+  the fit lengthens a short template (issue 11: 17 cm on a 0.7-length skirt template).
+  """
+  if config.geometry.anchor == 'centroid':
+    return None
+  vertices = np.asarray(rest_vertices, np.float64)
+  squared, _, _ = gpytoolbox.squared_distance(vertices, np.asarray(seq.body.rest_vertices, np.float64),
+                                              np.asarray(seq.body.faces, np.int64), use_cpp=True)
+  distance = np.sqrt(squared)
+  corners = vertices[faces]
+  face_area = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+  vertex_area = np.bincount(faces.reshape(-1), np.repeat(face_area / 3.0, 3), minlength=len(vertices))
+  return vertex_area * np.exp(-(((distance - distance.min()) / config.geometry.anchor_width) ** 2))
 
 
 def build_mesh(
-    rest_vertices: np.ndarray, faces: np.ndarray, seq: data.Sequence, config: ml_collections.ConfigDict
+    rest_vertices: np.ndarray, faces: np.ndarray, inputs: RunInputs, config: ml_collections.ConfigDict
 ) -> model_lib.GarmentMesh:
   """Host: operators, Cholesky factor, skinning weights and render topology of one topology.
 
   Capacities round the counts up to remesh.capacity_multiple so that the jitted steps compile
   once per bucket, not once per remesh.
   """
+  seq = inputs.sequence
   multiple = config.remesh.capacity_multiple
   vertex_capacity = remesh.capacity(len(rest_vertices), multiple)
   face_capacity = remesh.capacity(len(faces), multiple)
-  operators = geometry.build_operators(rest_vertices, faces, vertex_capacity, face_capacity)
+  operators = geometry.build_operators(rest_vertices, faces, vertex_capacity, face_capacity,
+                                       anchor_weights(rest_vertices, faces, seq, config))
   if geometry.resolve_solver(config.geometry.solver) == 'cholesky':
     geometry.register_factor(rest_vertices, faces, operators)
   weights = body.garment_skinning_weights(
@@ -107,7 +155,20 @@ def build_mesh(
   )
   weights = np.concatenate([weights, np.repeat(weights[:1], vertex_capacity - len(weights), axis=0)])
   topology = render.build_topology(np.asarray(operators.faces))
-  return model_lib.GarmentMesh(operators, jax.numpy.asarray(weights, jax.numpy.float32), topology)
+  return model_lib.GarmentMesh(operators, jax.numpy.asarray(weights, jax.numpy.float32), topology,
+                               padded_face_pairs(faces, face_capacity), inputs.body_distance)
+
+
+def padded_face_pairs(faces: np.ndarray, face_capacity: int) -> jax.Array:
+  """Host: int32 [2 Fc, 2] faces sharing an edge, padded with (0, 0) (a pair that adds nothing).
+
+  A manifold mesh has at most 3 F / 2 interior edges, so 2 Fc rows hold every pair of any mesh of
+  the capacity bucket (one compile per bucket).
+  """
+  pairs = geometry.face_pairs(faces)
+  padded = np.zeros((2 * face_capacity, 2), np.int32)
+  padded[: len(pairs.first)] = np.stack([pairs.first, pairs.second], axis=1)
+  return jax.numpy.asarray(padded)
 
 
 def make_model(config: ml_collections.ConfigDict, resolution: tuple[int, int]) -> model_lib.GarmentModel:
@@ -119,6 +180,7 @@ def make_model(config: ml_collections.ConfigDict, resolution: tuple[int, int]) -
       resolution=tuple(int(n) for n in resolution),
       backend=config.render.backend,
       antialias=config.render.antialias,
+      parameterization=config.geometry.parameterization,
   )
 
 

@@ -34,6 +34,7 @@ from ngd_jax import losses
 from ngd_jax import model as model_lib
 from ngd_jax import pipeline
 from ngd_jax import remesh
+from ngd_jax import render
 from ngd_jax import reporting
 from ngd_jax import workdir as workdir_lib
 
@@ -49,14 +50,14 @@ class GeometryState(NamedTuple):
   """Everything the geometry phase needs to continue; what orbax saves (mesh arrays padded)."""
 
   step: jax.Array  # int32 [], steps done (one frame per step).
-  params: dict[str, Any]  # {'static': J^S [Fc, 3, 3], 'dynamic': field variables}.
+  params: dict[str, Any]  # {'static': J^S [Fc, 3, 3] (displacement: offsets [Vc, 3]), 'dynamic': field variables}.
   opt_state: Any
   rest_vertices: jax.Array  # float32 [Vc, 3], current template (after remeshes), padded.
   faces: jax.Array  # int32 [Fc, 3], padded with (0, 0, 0).
   num_vertices: jax.Array  # int32 [].
   num_faces: jax.Array  # int32 [].
   scores: remesh.FaceScoreAccumulator  # Remesh face scores of the current epoch.
-  blend_target: jax.Array  # float32 [T, Fc, 3, 3], old J^D per frame after a remesh.
+  blend_target: jax.Array  # float32 [T, Fc, 3, 3], old J^D per frame after a remesh ([T, Vc, 3]: displacement).
   blend_start_epoch: jax.Array  # int32 [], epoch of the last remesh (-2^30 before any).
   solutions: jax.Array  # float32 [T, Vc, 3], last canonical solution per frame (CG warm start).
 
@@ -66,7 +67,7 @@ class StepBatch(NamedTuple):
 
   t: jax.Array  # int32 [], index of the frame in the bank.
   frame: model_lib.FrameInputs
-  target_diffuse: jax.Array  # [H, W, 1]
+  target: jax.Array  # [H, W, C], losses.target_image
   mask: jax.Array  # [H, W]
   hands: jax.Array  # [H, W]
   depth: jax.Array  # [H, W]
@@ -118,6 +119,44 @@ def visible_faces(rast: jax.Array, face_capacity: int) -> jax.Array:
   return (jax.ops.segment_sum(jnp.ones_like(ids), ids, num_segments=face_capacity) > 0).astype(jnp.float32)
 
 
+def frame_losses(
+    out: render.GarmentRender,
+    deformation: model_lib.Deformation,
+    image_probe: jax.Array,
+    batch: StepBatch,
+    mesh: model_lib.GarmentMesh,
+    pairs: tuple[jax.Array, jax.Array, jax.Array],
+    *,
+    loss_config: ml_collections.FrozenConfigDict,
+    dynamic: bool,
+    use_depth: bool,
+) -> dict[str, jax.Array]:
+  """The weighted loss terms of one frame (METHOD.md section 4, plus the priors of configs/default.py).
+
+  `image_probe` (zeros shaped like batch.target) is added to the supervised image so that the
+  gradient w.r.t. it is the remesh face score's input.
+  """
+  image = losses.supervised_image(out.diffuse, out.normal, loss_config.supervision) + image_probe
+  terms = losses.render_loss(image, out.alpha[..., 0], batch.target, batch.mask, batch.hands,
+                             render_weights(loss_config))
+  jacobians = deformation.jacobians
+  face_weight = mesh.operators.face_mask.astype(jnp.float32)
+  if dynamic and loss_config.jacobian_visible_only:
+    face_weight = face_weight * visible_faces(out.rast, face_weight.shape[0])
+  terms['jacobian'] = loss_config.jacobian_weight * losses.jacobian_loss(
+      jacobians, face_weight, jnp.sum(mesh.operators.face_mask))
+  if loss_config.smoothness_weight > 0:
+    terms['smoothness'] = loss_config.smoothness_weight * losses.stretch_smoothness_loss(jacobians, mesh.face_pairs)
+  if mesh.body_distance is not None:
+    distance = body.signed_distance(mesh.body_distance, deformation.canonical)
+    terms['penetration'] = loss_config.penetration_weight * losses.penetration_loss(
+        distance, mesh.operators.vertex_mask, loss_config.penetration_margin)
+  if use_depth:
+    terms['depth'] = loss_config.depth_weight * losses.depth_ranking_loss(
+        out.depth[..., 0], batch.depth, pairs, loss_config.depth_margin)
+  return terms
+
+
 def geometry_step(
     state: GeometryState,
     mesh: model_lib.GarmentMesh,
@@ -138,14 +177,13 @@ def geometry_step(
   METHOD.md section 6) comes out of the same backward pass through a zero `diffuse_probe`.
   """
   face_capacity = mesh.operators.faces.shape[0]
-  weights = render_weights(loss_config)
   key_noise, key_pairs = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(batch.seed), batch.step))
   pairs = losses.sample_depth_pairs(
       key_pairs, batch.mask, loss_config.depth_pairs, loss_config.depth_box, loss_config.depth_pairs_in_mask
   )
   x0 = state.solutions[batch.t]
 
-  def loss_fn(params, diffuse_probe):
+  def loss_fn(params, image_probe):
     deformation = model.deform(
         params,
         constants.field_bounds,
@@ -158,29 +196,18 @@ def geometry_step(
     )
     noise = batch.vertex_noise_std * jax.random.normal(key_noise, deformation.posed.shape)
     out = model.render(mesh, deformation.posed + noise, batch.frame)
-    terms = losses.render_loss(
-        out.diffuse + diffuse_probe, out.alpha[..., 0], batch.target_diffuse, batch.mask, batch.hands, weights
-    )
-    face_weight = mesh.operators.face_mask.astype(jnp.float32)
-    if dynamic and loss_config.jacobian_visible_only:
-      face_weight = face_weight * visible_faces(out.rast, face_capacity)
-    terms['jacobian'] = loss_config.jacobian_weight * losses.jacobian_loss(
-        deformation.jacobians, face_weight, jnp.sum(mesh.operators.face_mask)
-    )
-    if use_depth:
-      terms['depth'] = loss_config.depth_weight * losses.depth_ranking_loss(
-          out.depth[..., 0], batch.depth, pairs, loss_config.depth_margin
-      )
+    terms = frame_losses(out, deformation, image_probe, batch, mesh, pairs,
+                         loss_config=loss_config, dynamic=dynamic, use_depth=use_depth)
     total = sum(terms.values())
     return total, (terms, out.rast, deformation.canonical)
 
-  probe = jnp.zeros_like(batch.target_diffuse)
-  (total, (terms, rast, canonical)), (grads, grad_diffuse) = jax.value_and_grad(
+  probe = jnp.zeros_like(batch.target)
+  (total, (terms, rast, canonical)), (grads, grad_image) = jax.value_and_grad(
       loss_fn, argnums=(0, 1), has_aux=True
   )(state.params, probe)
   updates, opt_state = geometry_optimizer(train_config).update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  stats = remesh.frame_face_stats(grad_diffuse, batch.mask[..., None], rast, face_capacity)
+  stats = remesh.frame_face_stats(grad_image, batch.mask[..., None], rast, face_capacity)
   new_state = state._replace(
       step=state.step + 1,
       params=params,
@@ -233,17 +260,18 @@ class Run:
     return Constants(pca, bounds)
 
   def mesh_for(self, rest_vertices: np.ndarray, faces: np.ndarray) -> model_lib.GarmentMesh:
-    return pipeline.build_mesh(rest_vertices, faces, self.inputs.sequence, self.config)
+    return pipeline.build_mesh(rest_vertices, faces, self.inputs, self.config)
 
   def init_state(self, constants: Constants, key: jax.Array) -> tuple[GeometryState, model_lib.GarmentMesh]:
-    """Fresh geometry state on the template: J^S = the template's Jacobians, a new network."""
+    """Fresh geometry state on the template: J^S = the template's Jacobians (displacement baseline:
+    zero offsets [Vc, 3]), a new network."""
     mesh = self.mesh_for(self.inputs.template_vertices, self.inputs.template_faces)
     ops = mesh.operators
     face_capacity, vertex_capacity = ops.faces.shape[0], ops.rest_vertices.shape[0]
     centres = jnp.zeros((face_capacity, 3))
     pose_code = jnp.zeros((constants.pose_pca.components.shape[0],))
     field_params = self.model.field.init(key, centres, centres, pose_code)
-    params = {'static': geometry.init_static_jacobians(ops), 'dynamic': field_params}
+    params = {'static': self.model.init_static(ops), 'dynamic': field_params}
     num_frames = self.bank.num_frames
     state = GeometryState(
         step=jnp.int32(0),
@@ -254,7 +282,7 @@ class Run:
         num_vertices=jnp.int32(len(self.inputs.template_vertices)),
         num_faces=jnp.int32(len(self.inputs.template_faces)),
         scores=remesh.init_accumulator(face_capacity),
-        blend_target=jnp.zeros((num_frames, face_capacity, 3, 3), jnp.float32),
+        blend_target=jnp.zeros((num_frames,) + params['static'].shape, jnp.float32),  # Per-frame J^D (or offsets).
         blend_start_epoch=jnp.int32(_NO_BLEND_EPOCH),
         solutions=jnp.broadcast_to(ops.rest_vertices, (num_frames, vertex_capacity, 3)),
     )
@@ -278,7 +306,7 @@ class Run:
     return StepBatch(
         t=np.int32(t),
         frame=pipeline.frame_inputs(bank, t, code.astype(np.float32)),
-        target_diffuse=bank.target_diffuse[t],
+        target=bank.target[t],
         mask=bank.mask[t].astype(np.float32),
         hands=bank.hands[t].astype(np.float32),
         depth=bank.depth[t],
@@ -329,7 +357,9 @@ def remesh_state(run: Run, state: GeometryState, mesh: model_lib.GarmentMesh, co
 
   METHOD.md section 6: J^S by inverse-distance blend of the 3 nearest old faces, Adam moments of
   J^S from the nearest old face, skinning weights and the Poisson system rebuilt, and the old
-  per-frame J^D kept as the blend target for the next remesh.blend_epochs epochs.
+  per-frame J^D kept as the blend target for the next remesh.blend_epochs epochs. The displacement
+  baseline carries its offsets, their Adam moments and the per-frame dynamic offsets to a split's
+  midpoint as the mean of its two parent vertices.
   """
   config = run.config.remesh
   num_remeshes = len(config.epochs)
@@ -347,17 +377,28 @@ def remesh_state(run: Run, state: GeometryState, mesh: model_lib.GarmentMesh, co
   vertex_capacity = new_mesh.operators.rest_vertices.shape[0]
   correspondence = remesh.face_correspondence(old_vertices, old_faces, result.vertices, result.faces)
   old_face_capacity = state.faces.shape[0]
-  static = remesh.transfer_face_leaves(
-      np.asarray(state.params['static']), correspondence, old_face_capacity, 'blend', face_capacity)
   opt_state = jax.device_get(state.opt_state)
   inner = dict(opt_state.inner_states)
-  inner['static'] = remesh.transfer_face_leaves(inner['static'], correspondence, old_face_capacity, 'nearest',
-                                                face_capacity)
+  if run.model.parameterization == 'displacement':
+    move = functools.partial(remesh.transfer_vertex_leaves, vertex_parent=result.vertex_parent,
+                             num_old_vertices=len(old_vertices), vertex_dim=state.rest_vertices.shape[0],
+                             vertex_capacity=vertex_capacity)
+    static = move(np.asarray(state.params['static']))
+    inner['static'] = move(inner['static'])
+    blend_target = np.zeros((run.bank.num_frames, vertex_capacity, 3), np.float32)
+    if old_dynamic is not None:
+      blend_target[:, : len(result.vertices)] = remesh.parent_means(
+          old_dynamic[:, : len(old_vertices)], result.vertex_parent, axis=1)
+  else:
+    static = remesh.transfer_face_leaves(
+        np.asarray(state.params['static']), correspondence, old_face_capacity, 'blend', face_capacity)
+    inner['static'] = remesh.transfer_face_leaves(inner['static'], correspondence, old_face_capacity, 'nearest',
+                                                  face_capacity)
+    blend_target = np.zeros((run.bank.num_frames, face_capacity, 3, 3), np.float32)
+    if old_dynamic is not None:
+      blend_target[:, : len(result.faces)] = remesh.blend_faces(
+          old_dynamic[:, : len(old_faces)], correspondence, axis=1)
   opt_state = opt_state._replace(inner_states=inner)
-  blend_target = np.zeros((run.bank.num_frames, face_capacity, 3, 3), np.float32)
-  if old_dynamic is not None:
-    blend_target[:, : len(result.faces)] = remesh.blend_faces(
-        old_dynamic[:, : len(old_faces)], correspondence, axis=1)
   old_solutions = np.asarray(state.solutions)[:, : len(old_vertices)]
   midpoints = old_solutions[:, result.vertex_parent].mean(axis=2)
   solutions = np.concatenate(
@@ -533,18 +574,19 @@ def check_finite(metrics: dict[str, Any], step: int, checkpointer: checkpoint_li
 
 
 def preview(run: Run, state: GeometryState, mesh: model_lib.GarmentMesh, constants: Constants, t: int) -> np.ndarray:
-  """Host: target diffuse | rendered diffuse | error, [H, 3W, 3] in [0, 1], for TensorBoard."""
+  """Host: target | rendered | error of the supervised image, [H, 3W, C] in [0, 1], for TensorBoard."""
   batch = run.batch(state, constants, t, int(state.step), int(state.step) // run.bank.num_frames)
   dynamic = int(state.step) // run.bank.num_frames >= run.config.train.warmup_epochs
   deformation = deform_frame(run.model, state.params, constants.field_bounds, mesh, batch.frame,
                              state.blend_target[t], batch.blend_weight, dynamic)
-  rendered = render_diffuse(run.model, mesh, deformation.posed, batch.frame)
-  target = run.bank.target_diffuse[t][..., 0]
-  image = np.asarray(rendered)[..., 0]
+  out = render_frame(run.model, mesh, deformation.posed, batch.frame)
+  target = run.bank.target[t]
+  image = np.asarray(losses.supervised_image(out.diffuse, out.normal, run.config.loss.supervision))
+  image = image * run.bank.mask[t][..., None]
   row = np.concatenate([target, image, np.abs(target - image)], axis=1)
-  return np.repeat(row[..., None], 3, axis=-1)
+  return np.repeat(row, 3, axis=-1) if row.shape[-1] == 1 else row
 
 
 @functools.partial(jax.jit, static_argnames=('model',))
-def render_diffuse(model: model_lib.GarmentModel, mesh, posed, frame) -> jax.Array:
-  return model.render(mesh, posed, frame).diffuse
+def render_frame(model: model_lib.GarmentModel, mesh, posed, frame) -> render.GarmentRender:
+  return model.render(mesh, posed, frame)

@@ -225,12 +225,15 @@ def test_side_by_side_and_colormap():
 def test_preview_grid_and_animations(tmp_path):
   rng = np.random.default_rng(0)
   rows = [(rng.random((15, 21, 3)), rng.random((15, 21, 3))) for _ in range(3)]
-  grid = export.write_preview_grid(tmp_path / 'preview.png', rows, labels=['0', '1', '2'])
+  frames = [export.preview_row(a, b, label=str(k)) for k, (a, b) in enumerate(rows)]
+  # Rows of different widths (e.g. a frame without held-out views) are padded with white.
+  narrow = export.side_by_side([rows[0][0]], labels=['only one'])
+  grid = export.write_preview_grid(tmp_path / 'preview.png', frames + [narrow])
   np.testing.assert_array_equal(iio.imread(tmp_path / 'preview.png'), grid)
-  single = export.preview_row(*rows[0])
-  assert grid.shape[0] == 3 * (single.shape[0] + 2) and grid.shape[1] >= 3 * 21
+  assert grid.shape == (3 * (frames[0].shape[0] + 2) + narrow.shape[0] + 2, frames[0].shape[1], 3)
+  np.testing.assert_array_equal(grid[: frames[0].shape[0]], frames[0])
+  assert np.all(grid[-narrow.shape[0] - 2:, narrow.shape[1]:] == 255)
 
-  frames = [export.preview_row(a, b) for a, b in rows]
   export.write_preview_animation(tmp_path / 'preview.gif', frames, fps=5, format='gif')
   gif = iio.imread(tmp_path / 'preview.gif', index=None)
   assert gif.shape[0] == 3 and gif.shape[1:3] == frames[0].shape[:2]

@@ -4,10 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from test_remesh_refine import tube_mesh
+from test_render_grad import _patch
 
+from ngd_jax import body
 from ngd_jax import geometry
 from ngd_jax import losses
 from ngd_jax import model as model_lib
+from ngd_jax import pipeline
 from ngd_jax import remesh
 from ngd_jax import render
 
@@ -19,7 +22,8 @@ def _mesh(vertices, faces, capacity_multiple):
   face_capacity = remesh.capacity(len(faces), capacity_multiple)
   operators = geometry.build_operators(vertices, faces, vertex_capacity, face_capacity)
   weights = jnp.zeros((vertex_capacity, 2)).at[:, 0].set(1.0)  # All on joint 0.
-  return model_lib.GarmentMesh(operators, weights, render.build_topology(np.asarray(operators.faces)))
+  return model_lib.GarmentMesh(operators, weights, render.build_topology(np.asarray(operators.faces)),
+                               pipeline.padded_face_pairs(faces, face_capacity), None)
 
 
 def _frame():
@@ -88,3 +92,93 @@ def test_meshes_in_one_bucket_compile_once():
     render_fn(mesh, geometry.init_static_jacobians(mesh.operators))
   # 16x6 and 18x6 tubes share the 128-vertex / 256-face bucket; 40x6 needs a bigger one.
   assert counter.counts['render'] == 2
+
+
+def _displacement_model():
+  """The displacement baseline (issue 11): the same small field with 3 outputs per vertex."""
+  field = _model().field.clone(num_outputs=3)
+  return model_lib.GarmentModel(field, 'cholesky', 1e-6, 100, _RESOLUTION, 'auto', True,
+                                parameterization='displacement')
+
+
+def _skinning_frame():
+  """_frame with joint 0 rotated 0.3 rad about y and moved, so that skinning is not the identity."""
+  frame = _frame()
+  c, s = np.cos(0.3), np.sin(0.3)
+  transform = np.array([[c, 0, s, 0.05], [0, 1, 0, -0.02], [-s, 0, c, 0.1], [0, 0, 0, 1]], np.float32)
+  return frame._replace(transforms=frame.transforms.at[0].set(transform))
+
+
+def _tube_y():
+  vertices, faces = tube_mesh(16, 6)
+  return vertices[:, [0, 2, 1]] * np.array([1.0, -1.0, 1.0]), faces  # Tube axis along -y.
+
+
+def test_displacement_zero_offsets_give_the_template_skinned_exactly():
+  vertices, faces = _tube_y()
+  model, frame, mesh = _displacement_model(), _skinning_frame(), _mesh(*_tube_y(), 64)
+  ops = mesh.operators
+  offsets = model.init_static(ops)
+  assert offsets.shape == ops.rest_vertices.shape and not np.any(offsets)
+  template_posed = body.lbs(ops.rest_vertices, mesh.skinning_weights, frame.transforms)
+  warmup = model.deform({'static': offsets, 'dynamic': None}, None, mesh, frame, dynamic=False)
+  np.testing.assert_array_equal(warmup.canonical, ops.rest_vertices)
+  np.testing.assert_array_equal(warmup.posed, template_posed)
+  np.testing.assert_array_equal(warmup.jacobians, geometry.init_static_jacobians(ops))  # Same prior as J^S.
+  np.testing.assert_array_equal(model.static_canonical(mesh, offsets), ops.rest_vertices)
+  # With the network on and its last layer zero, J^D-free: still the template, exactly.
+  bounds = geometry.fit_field_bounds(np.asarray(template_posed), np.zeros((1, 2)), margin=0.25)
+  field_params = model.field.init(jax.random.PRNGKey(0), ops.rest_vertices, ops.rest_vertices, jnp.zeros(2))
+  zeroed = jax.tree_util.tree_map_with_path(
+      lambda path, x: jnp.zeros_like(x) if 'out' in jax.tree_util.keystr(path) else x, field_params)
+  full = model.deform({'static': offsets, 'dynamic': zeroed}, bounds, mesh, frame, dynamic=True)
+  np.testing.assert_array_equal(full.posed, template_posed)
+  # The untouched network moves the real vertices a little, never the padding ones.
+  moved = model.deform({'static': offsets, 'dynamic': field_params}, bounds, mesh, frame, dynamic=True)
+  assert moved.dynamic.shape == ops.rest_vertices.shape
+  assert 0 < float(jnp.abs(moved.dynamic[: len(vertices)]).max()) < 1e-2
+  np.testing.assert_array_equal(moved.dynamic[len(vertices):], 0.0)
+
+
+def test_displacement_render_loss_gradient_reaches_the_offsets():
+  """A render loss reaches the offsets (and the field); central differences (step 0.1 pixel at the
+  garment's depth, float32) match its gradient on interior entries."""
+  vertices, faces = _patch(8, 0.6)  # An open 9x9 grid facing the camera: no back faces.
+  vertices = vertices - np.array([0.0, 0.25, 0.0], np.float32)
+  model, frame, mesh = _displacement_model(), _skinning_frame(), _mesh(vertices, faces, 64)
+  rng = np.random.default_rng(2)
+  offsets = jnp.zeros_like(mesh.operators.rest_vertices).at[: len(vertices)].set(
+      jnp.asarray(rng.normal(0.0, 0.005, (len(vertices), 3)), jnp.float32))
+  # Smooth per-pixel weights (as tests/test_render_grad.py): the Huber and SSIM terms have kinks
+  # at this scale, the weighted image does not. Interior vertices: a 0.1-pixel move changes no
+  # coverage (silhouette vertices are the renderer's tests' concern, at one-pixel steps).
+  rows, cols = np.meshgrid(np.arange(_RESOLUTION[0]), np.arange(_RESOLUTION[1]), indexing='ij')
+  weights = jnp.asarray(np.stack([np.sin(cols / 9.0) + rows / 40.0, np.cos(rows / 11.0) + cols / 30.0], -1),
+                        jnp.float32)
+
+  def smooth_loss(offsets):
+    out = model.render(mesh, model.deform({'static': offsets, 'dynamic': None}, None, mesh, frame,
+                                          dynamic=False).posed, frame)
+    return jnp.sum(weights * jnp.concatenate([out.diffuse, out.alpha], -1))
+
+  loss_fn = jax.jit(smooth_loss)
+  grad = np.asarray(jax.jit(jax.grad(smooth_loss))(offsets))
+  assert np.all(np.isfinite(grad)) and np.count_nonzero(np.abs(grad[: len(vertices)]).sum(axis=1)) > 40
+  np.testing.assert_array_equal(grad[len(vertices):], 0.0)  # Padding vertices are not part of the garment.
+  step = 0.1 * 1.5 / 60.0  # 0.1 pixel at 1.5 m with a 60-pixel focal length.
+  for v, axis in ((40, 0), (40, 2), (50, 2)):  # Grid rows 4-5, columns 4-5.
+    plus = float(loss_fn(offsets.at[v, axis].add(step)))
+    minus = float(loss_fn(offsets.at[v, axis].add(-step)))
+    assert abs(grad[v, axis]) > 1.0
+    np.testing.assert_allclose((plus - minus) / (2 * step), grad[v, axis], rtol=0.02, err_msg=f'vertex {v} axis {axis}')
+  # With the network on, the render loss also reaches the field's every layer.
+  posed = body.lbs(mesh.operators.rest_vertices, mesh.skinning_weights, frame.transforms)
+  bounds = geometry.fit_field_bounds(np.asarray(posed), np.zeros((1, 2)), margin=0.25)
+  field_params = model.field.init(jax.random.PRNGKey(0), posed, posed, jnp.zeros(2))
+
+  def dynamic_loss(field_params):
+    deformation = model.deform({'static': offsets, 'dynamic': field_params}, bounds, mesh, frame, dynamic=True)
+    return jnp.sum(weights[..., :1] * model.render(mesh, deformation.posed, frame).diffuse)
+
+  for path, leaf in jax.tree_util.tree_leaves_with_path(jax.jit(jax.grad(dynamic_loss))(field_params)):
+    assert float(jnp.abs(leaf).sum()) > 0, jax.tree_util.keystr(path)

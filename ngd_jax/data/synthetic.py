@@ -70,6 +70,9 @@ class Preset:
   view_height: float = 1.3  # Metres of the scene spanned by the image height at the garment.
   eval_azimuths: tuple = (('left', 60.0), ('right', -60.0), ('back', 180.0))
   template_flare: float = 0.1  # Flare of the template cone (skirt/dress).
+  template_shape: str = 'cone'  # 'cone': circular rings around the widest outline; 'tube': a
+  # straight cylinder as wide as the widest ring (wider than the waist), like a generic template.
+  template_length: float = 1.0  # Template length relative to the true garment's (< 1: shorter).
   template_scale: float = 0.75  # Template resolution relative to the true garment's.
   tshirt_offset: float = 0.012  # T-shirt rest offset from the skin (m).
   template_offset: float = 0.03  # T-shirt template offset from the skin (m).
@@ -103,6 +106,33 @@ PRESETS = {
     'tshirt': Preset('tshirt', 'tshirt', num_frames=80, fps=30.0, image_size=512,
                      motion=motion_lib.MotionParams('arms'), view_height=1.0, normal_noise=0.05,
                      normal_blur=1.5, depth_noise=0.003, depth_blur=1.5, depth_bias=0.05),
+    # The quality benchmark's cases (benchmarks/bench_quality.py), CPU-sized; none is the demo.
+    # Templates are generic shapes, not the true rest shape: straight tubes shorter than the
+    # garment and wider than its waist (the skirts), a short cone (the dress), a loose offset
+    # surface (the T-shirt).
+    'long_skirt': Preset('long_skirt', 'skirt', num_frames=24, fps=12.0, image_size=160,
+                         motion=motion_lib.MotionParams('turn'), rings=14, segments=40,
+                         length=0.62, flare=0.3, normal_noise=0.05, normal_blur=1.0,
+                         depth_noise=0.002, depth_blur=1.0, template_shape='tube',
+                         template_length=0.7),
+    'flared_skirt': Preset('flared_skirt', 'skirt', num_frames=24, fps=12.0, image_size=160,
+                           motion=motion_lib.MotionParams('twirl', twirl_speed=6.0), rings=10,
+                           segments=48, length=0.36, flare=0.9, normal_noise=0.05,
+                           normal_blur=1.0, depth_noise=0.002, depth_blur=1.0,
+                           template_shape='tube', template_length=0.8),
+    'dress_walk': Preset('dress_walk', 'dress', num_frames=24, fps=12.0, image_size=160,
+                         motion=motion_lib.MotionParams('walk'), rings=18, segments=40,
+                         length=0.8, flare=0.3, view_height=1.6, normal_noise=0.05,
+                         normal_blur=1.0, depth_noise=0.002, depth_blur=1.0,
+                         template_length=0.85),
+    'tshirt_arms': Preset('tshirt_arms', 'tshirt', num_frames=24, fps=12.0, image_size=160,
+                          motion=motion_lib.MotionParams('arms'), view_height=1.0,
+                          normal_noise=0.05, normal_blur=1.0, depth_noise=0.002, depth_blur=1.0),
+    # The CI quality test's case: a straight tube template shorter than the skirt.
+    'tiny_tube': Preset('tiny_tube', 'skirt', num_frames=6, fps=10.0, image_size=80,
+                        motion=motion_lib.MotionParams('turn'), rings=7, segments=24,
+                        preroll=0.3, control_hz=120.0, cloth=cloth_sim.ClothParams(timestep=2e-3),
+                        length=0.5, template_shape='tube', template_length=0.75),
 }
 _SEQUENCE_GARMENT = {'skirt': 'lower', 'dress': 'dress', 'tshirt': 'upper'}
 
@@ -233,11 +263,13 @@ def _tube_track(body: anny.AnnyBody, preset: Preset, transforms: np.ndarray,
                                     control_dt, record, preset.cloth)
   rings = max(3, int(round(preset.rings * preset.template_scale)))
   segments = max(8, int(round(preset.segments * preset.template_scale)))
-  template = cloth_sim.tube_mesh(body, top, preset.length, preset.template_flare,
-                                 preset.clearance, rings, segments)
-  # The template is a circular cone around the widest outline, not the fitted true rest shape.
+  template = cloth_sim.tube_mesh(body, top, preset.length * preset.template_length,
+                                 preset.template_flare, preset.clearance, rings, segments)
+  # The template is a circular cone (or straight tube) around the widest outline, not the fitted
+  # true rest shape.
   radius = np.linalg.norm((template.vertices - point)[:, [0, 2]], axis=1).reshape(rings, segments)
-  ring_radius = np.repeat(radius.max(1, keepdims=True), segments, 1).ravel()
+  widest = radius.max(1, keepdims=True) if preset.template_shape == 'cone' else radius.max()
+  ring_radius = np.broadcast_to(widest, (rings, segments)).ravel()
   angle = 2 * np.pi * np.tile(np.arange(segments) / segments, rings)
   circle = np.stack([point[0] + ring_radius * np.sin(angle), template.vertices[:, 1],
                      point[2] + ring_radius * np.cos(angle)], -1).astype(np.float32)

@@ -8,8 +8,10 @@ stacks them, so that G V gives J[f][i, j] = d x_i / d r_j (WORKSPACE.md conventi
 Poisson system: L x = G^T M J with L = G^T M G and M = 2 A_f repeated per axis. L is singular
 (one constant per connected component): the first vertex of each component is pinned at its rest
 position (identity row and column, the known value moved to the right-hand side); padding
-vertices are pinned too. The solve's result is then centred and moved to the template's vertex
-centroid, so global translation is never learned (METHOD.md section 2).
+vertices are pinned too. The solve's result is then translated so that a weighted mean of its
+vertices stays where it is on the template ("anchor"), so global translation is never learned
+(METHOD.md section 2). The paper's weights are uniform (the vertex centroid); the pipeline can
+anchor the part of the garment nearest the body instead (pipeline.anchor_weights).
 
 Sparse arrays have fixed padded sizes that depend only on the capacities, so that a jitted step
 does not retrace when the topology changes within a capacity bucket (DESIGN.md section 6).
@@ -44,7 +46,9 @@ class PoissonOperators(NamedTuple):
     pin_of_vertex: int32 [Vc], the pinned vertex of each vertex's connected component (for warm
       starts: a previous solution is shifted so that it agrees with the pins).
     rest_vertices: float32 [Vc, 3], template rest positions; padding rows copy vertex 0.
-    centroid: float32 [3], vertex centroid of the template (real vertices).
+    anchor_weights: float32 [Vc], weights of the vertices whose weighted mean the solve keeps in
+      place; sum to 1, 0 on padding (uniform over real vertices: the paper's vertex centroid).
+    anchor: float32 [3], that weighted mean on the template.
     topology_key: int32 [2], content hash of (rest vertices, faces, capacities); keys the host
       Cholesky factor (see poisson.py).
   """
@@ -62,7 +66,8 @@ class PoissonOperators(NamedTuple):
   pin_rhs: jax.Array
   pin_of_vertex: jax.Array
   rest_vertices: jax.Array
-  centroid: jax.Array
+  anchor_weights: jax.Array
+  anchor: jax.Array
   topology_key: jax.Array
 
 
@@ -189,7 +194,8 @@ def pinned_system(rest_vertices: np.ndarray, faces: np.ndarray,
 def build_operators(rest_vertices: np.ndarray,
                     faces: np.ndarray,
                     vertex_capacity: int | None = None,
-                    face_capacity: int | None = None) -> PoissonOperators:
+                    face_capacity: int | None = None,
+                    anchor_weights: np.ndarray | None = None) -> PoissonOperators:
   """Host: assembles the padded operators of a template (float64 on host, float32 out).
 
   Args:
@@ -197,6 +203,8 @@ def build_operators(rest_vertices: np.ndarray,
     faces: int [F, 3] counter-clockwise triangles.
     vertex_capacity: padded vertex count Vc >= V (default V).
     face_capacity: padded face count Fc >= F (default F).
+    anchor_weights: [V] non-negative weights of the translation anchor (normalised here);
+      default uniform, the vertex centroid of the paper.
 
   Returns:
     PoissonOperators whose array shapes depend only on (Vc, Fc) (and, for meshes with
@@ -221,6 +229,10 @@ def build_operators(rest_vertices: np.ndarray,
   pad_faces = face_capacity - num_faces
   pad_vertices = vertex_capacity - num_vertices
   rest = np.concatenate([vertices, np.repeat(vertices[:1], pad_vertices, 0)])
+  weights = np.ones(num_vertices) if anchor_weights is None else np.asarray(anchor_weights, np.float64)
+  if weights.shape != (num_vertices,) or not np.all(weights >= 0) or not weights.sum() > 0:
+    raise ValueError(f'anchor_weights must be [{num_vertices}] non-negative with a positive sum.')
+  weights = weights / weights.sum()
   return PoissonOperators(
       faces=jnp.asarray(np.concatenate([faces, np.zeros((pad_faces, 3), np.int64)]), jnp.int32),
       grad_basis=jnp.asarray(np.concatenate([basis, np.zeros((pad_faces, 3, 3))]), jnp.float32),
@@ -235,7 +247,8 @@ def build_operators(rest_vertices: np.ndarray,
       pin_rhs=jnp.asarray(pin_rhs, jnp.float32),
       pin_of_vertex=jnp.asarray(pin_of_vertex, jnp.int32),
       rest_vertices=jnp.asarray(rest, jnp.float32),
-      centroid=jnp.asarray(vertices.mean(axis=0), jnp.float32),
+      anchor_weights=jnp.asarray(np.concatenate([weights, np.zeros(pad_vertices)]), jnp.float32),
+      anchor=jnp.asarray(weights @ vertices, jnp.float32),
       topology_key=jnp.asarray(topology_key(vertices, faces, vertex_capacity, face_capacity)),
   )
 

@@ -110,11 +110,10 @@ def warm_start(operators: operators_lib.PoissonOperators, previous: jax.Array) -
 
 
 def place(operators: operators_lib.PoissonOperators, solution: jax.Array) -> jax.Array:
-  """Centres the real vertices, moves them to the template centroid; padding copies vertex 0."""
-  mask = operators.vertex_mask[:, None]
-  mean = jnp.sum(jnp.where(mask, solution, 0.0), axis=0) / jnp.sum(mask)
-  placed = solution - mean + operators.centroid
-  return jnp.where(mask, placed, placed[0])
+  """Translates the solution so that its anchor (weighted mean) matches the template's; padding
+  rows copy vertex 0."""
+  placed = solution - operators.anchor_weights @ solution + operators.anchor
+  return jnp.where(operators.vertex_mask[:, None], placed, placed[0])
 
 
 def poisson_solve(operators: operators_lib.PoissonOperators,
@@ -136,7 +135,8 @@ def poisson_solve(operators: operators_lib.PoissonOperators,
     precondition: 'cg' only: Jacobi preconditioner (diagonal of the system).
 
   Returns:
-    float32 [Vc, 3], centred on the template's vertex centroid; padding rows copy vertex 0.
+    float32 [Vc, 3], its anchor (operators.anchor_weights) where the template's is; padding
+    rows copy vertex 0.
     Differentiable w.r.t. jacobians (implicit solve; the backward pass is one more solve).
   """
   solver = resolve_solver(solver)

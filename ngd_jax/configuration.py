@@ -16,7 +16,7 @@ _CHOICES = {
     'skinning.method': ('exp', 'knn'),
     'geometry.solver': ('auto', 'cg', 'cholesky'),
     'geometry.parameterization': ('jacobian', 'displacement'),
-    'geometry.anchor': ('centroid', 'body'),
+    'geometry.anchor': ('centroid', 'top'),
     'loss.supervision': ('diffuse', 'normals'),
     'render.backend': ('auto', 'ffi', 'jax'),
     'export.video_format': ('gif', 'mp4'),

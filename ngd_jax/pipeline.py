@@ -7,7 +7,6 @@ import dataclasses
 import logging
 import os
 
-import gpytoolbox
 import jax
 import ml_collections
 import numpy as np
@@ -106,27 +105,25 @@ def body_distance_grid(seq: data.Sequence, template_vertices: np.ndarray,
                                 template_vertices.max(axis=0) + margin, config.loss.penetration_grid_resolution)
 
 
-def anchor_weights(rest_vertices: np.ndarray, faces: np.ndarray, seq: data.Sequence,
+def anchor_weights(rest_vertices: np.ndarray, faces: np.ndarray,
                    config: ml_collections.ConfigDict) -> np.ndarray | None:
   """Host: weights [V] of the translation anchor (config.geometry.anchor), None for the centroid.
 
-  'body': each vertex's share of the surface area times exp(-((d - d_min) / width)^2), d its
-  distance to the body's rest surface: the garment is held where it touches the body (a skirt's
-  hips, a shirt's shoulders), so that part stays in place while a template shorter or longer than
-  the garment grows or shrinks away from it. Area weighting makes the anchor a surface integral,
-  which a remesh does not move. The paper's vertex centroid ('centroid') moves the waist up when
-  the fit lengthens a short template (issue 11: 17 cm on a 0.7-length skirt template).
+  'top': each vertex's share of the surface area times exp(-(h / width)^2), h its depth below the
+  template's highest point (rest space, y up): garments hang from their top (a skirt's waistband,
+  a dress's neckline, a shirt's shoulders), so that band stays in place while a template shorter
+  or longer than the garment grows or shrinks below it. Area weighting makes the anchor a surface
+  integral, which a remesh does not move. With the paper's vertex centroid ('centroid'), the
+  waist of a 0.7-length skirt template rose 17 cm when the fit lengthened it (issue 11).
   """
   if config.geometry.anchor == 'centroid':
     return None
   vertices = np.asarray(rest_vertices, np.float64)
-  squared, _, _ = gpytoolbox.squared_distance(vertices, np.asarray(seq.body.rest_vertices, np.float64),
-                                              np.asarray(seq.body.faces, np.int64), use_cpp=True)
-  distance = np.sqrt(squared)
   corners = vertices[faces]
   face_area = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
   vertex_area = np.bincount(faces.reshape(-1), np.repeat(face_area / 3.0, 3), minlength=len(vertices))
-  return vertex_area * np.exp(-(((distance - distance.min()) / config.geometry.anchor_width) ** 2))
+  below_top = vertices[:, 1].max() - vertices[:, 1]
+  return vertex_area * np.exp(-((below_top / config.geometry.anchor_width) ** 2))
 
 
 def build_mesh(
@@ -142,7 +139,7 @@ def build_mesh(
   vertex_capacity = remesh.capacity(len(rest_vertices), multiple)
   face_capacity = remesh.capacity(len(faces), multiple)
   operators = geometry.build_operators(rest_vertices, faces, vertex_capacity, face_capacity,
-                                       anchor_weights(rest_vertices, faces, seq, config))
+                                       anchor_weights(rest_vertices, faces, config))
   if geometry.resolve_solver(config.geometry.solver) == 'cholesky':
     geometry.register_factor(rest_vertices, faces, operators)
   weights = body.garment_skinning_weights(

@@ -101,3 +101,41 @@ def test_texture_loss_relative_and_gradient_stops_denominator():
   # d/dr (r - t)^2 / c with c held constant: 2 (r - t) / c / (num masked values).
   np.testing.assert_allclose(grad[0, 0, 0], 2 * 0.2 / 0.1 / 6, rtol=1e-5)
   assert float(grad[1, 1, 0]) == 0.0
+
+
+def _rotation(axis, angle):
+  axis = np.asarray(axis, np.float64) / np.linalg.norm(axis)
+  cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+  return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
+
+
+def test_stretch_smoothness_ignores_rotation_and_sees_stretch():
+  tangent = np.diag([1.0, 1.0, 0.0])  # A face in the xy plane: its own Jacobian is I - n n^T.
+  pairs = jnp.array([[0, 1], [0, 0], [1, 1]])  # One real pair, two padding rows.
+  rotated = _rotation([1.0, 2.0, 0.5], 0.9) @ tangent
+  same = jnp.asarray(np.stack([tangent, rotated]), jnp.float32)
+  # A rotated face stretches as much as an unrotated one (J^T J equal): nothing to smooth. A prior on
+  # J - J_0 would charge the rotation; the front's tilt would be copied to the back of a skirt.
+  assert float(losses.stretch_smoothness_loss(same, pairs)) < 1e-10
+  stretched = jnp.asarray(np.stack([tangent, np.diag([1.0, 1.5, 0.0])]), jnp.float32)
+  # C = diag(1, 2.25, 0) against diag(1, 1, 0): one entry differs by 1.25, over 9 entries, 1 real pair.
+  np.testing.assert_allclose(losses.stretch_smoothness_loss(stretched, pairs), 1.25**2 / 9, rtol=1e-6)
+
+
+def test_penetration_loss_counts_real_vertices_inside_the_margin():
+  distance = jnp.array([0.02, 0.004, -0.01, -0.5])
+  mask = jnp.array([True, True, True, False])  # The last is padding.
+  expected = (0.0 + 0.001**2 + 0.015**2) / 3
+  np.testing.assert_allclose(losses.penetration_loss(distance, mask, 0.005), expected, rtol=1e-6)
+
+
+def test_target_image_for_each_supervision():
+  normal = jnp.array([[[0.0, 0.0, -1.0], [0.6, 0.0, -0.8]]])
+  mask = jnp.array([[1.0, 0.0]])
+  np.testing.assert_allclose(losses.target_image(normal, mask, 'diffuse')[..., 0], [[1.0, 0.0]], rtol=1e-6)
+  np.testing.assert_allclose(losses.target_image(normal, mask, 'normals'), [[[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]]],
+                             atol=1e-7)
+  rendered = losses.supervised_image(jnp.zeros((1, 2, 1)), normal, 'normals')
+  np.testing.assert_allclose(rendered[0, 1], [0.8, 0.5, 0.1], rtol=1e-6)
+  with pytest.raises(ValueError, match='supervision'):
+    losses.target_image(normal, mask, 'depth')

@@ -129,10 +129,10 @@ PRESETS = {
                           motion=motion_lib.MotionParams('arms'), view_height=1.0,
                           normal_noise=0.05, normal_blur=1.0, depth_noise=0.002, depth_blur=1.0),
     # The CI quality test's case: a straight tube template shorter than the skirt.
-    'tiny_tube': Preset('tiny_tube', 'skirt', num_frames=6, fps=10.0, image_size=80,
-                        motion=motion_lib.MotionParams('turn'), rings=7, segments=24,
-                        preroll=0.3, control_hz=120.0, cloth=cloth_sim.ClothParams(timestep=2e-3),
-                        length=0.5, template_shape='tube', template_length=0.75),
+    'tiny_tube': Preset('tiny_tube', 'skirt', num_frames=8, fps=10.0, image_size=96,
+                        motion=motion_lib.MotionParams('turn'), rings=9, segments=32,
+                        preroll=0.5, control_hz=120.0, cloth=cloth_sim.ClothParams(timestep=2e-3),
+                        length=0.5, template_shape='tube', template_length=0.75, template_scale=1.0),
 }
 _SEQUENCE_GARMENT = {'skirt': 'lower', 'dress': 'dress', 'tshirt': 'upper'}
 

@@ -52,7 +52,7 @@ import dataclasses
 import itertools
 import json
 import pathlib
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from absl import app
 from absl import flags
@@ -753,13 +753,18 @@ def convert_from_flags(f: flags.FlagValues) -> Report:
                  stride=f.stride, template=f.template, template_garment=f.template_garment, fps=f.fps)
 
 
-def main(argv: SequenceT[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  convert_from_flags(flags.FLAGS)
+def run_importer(convert: Callable[[flags.FlagValues], Any], program: str) -> None:
+  """Runs an importer's `convert(flags.FLAGS)` as a program: bad inputs or SMPL file are the user's to
+  fix, so they print one line, not a traceback."""
+
+  def main(argv: SequenceT[str]) -> None:
+    if len(argv) > 1:
+      raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    convert(flags.FLAGS)
+
+  errors.run(main, program, user_errors=(smplx_jax.ModelFileError,))
 
 
 if __name__ == '__main__':
   define_flags()
-  # Bad inputs or SMPL file are the user's to fix: one line, not a traceback.
-  errors.run(main, 'capture', user_errors=(smplx_jax.ModelFileError,))
+  run_importer(convert_from_flags, 'capture')

@@ -21,18 +21,14 @@ ngd_jax.data.capture (same flags and checks; the person masks serve the body che
 lens distortion is not undone (the source text of sequence.json says so when camera_k is not zero).
 """
 
-from collections.abc import Sequence as SequenceT
 import pathlib
 import pickle
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 from scipy.spatial.transform import Rotation
-import smplx_jax
 
-from ngd_jax import errors
 from ngd_jax.data import capture
 from ngd_jax.data.sequence import Camera
 
@@ -134,13 +130,6 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.mark_flags_as_required(['subject', 'masks', 'smpl_model', 'garment', 'out'], flag_values=flag_values)
 
 
-def main(argv: SequenceT[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  convert_from_flags(flags.FLAGS)
-
-
 if __name__ == '__main__':
   define_flags()
-  # Bad inputs or SMPL file are the user's to fix: one line, not a traceback.
-  errors.run(main, 'people_snapshot', user_errors=(smplx_jax.ModelFileError,))
+  capture.run_importer(convert_from_flags, 'people_snapshot')

@@ -33,6 +33,7 @@ from scipy import ndimage
 import trimesh
 
 from ngd_jax import body as body_lib
+from ngd_jax import errors
 from ngd_jax import render
 from ngd_jax.body import anny
 from ngd_jax.data import cloth_sim
@@ -526,4 +527,4 @@ def main(argv):
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  errors.run(main, 'synthetic')  # An existing --out folder is the user's to fix: one line, no traceback.

@@ -10,8 +10,8 @@ Poisson system: L x = G^T M J with L = G^T M G and M = 2 A_f repeated per axis. 
 position (identity row and column, the known value moved to the right-hand side); padding
 vertices are pinned too. The solve's result is then translated so that a weighted mean of its
 vertices stays where it is on the template ("anchor"), so global translation is never learned
-(METHOD.md section 2). The paper's weights are uniform (the vertex centroid); the pipeline can
-anchor the part of the garment nearest the body instead (pipeline.anchor_weights).
+(METHOD.md section 2). The paper's weights are uniform (the vertex centroid); by default the
+pipeline anchors the garment's top band instead, where it hangs from (pipeline.anchor_weights).
 
 Sparse arrays have fixed padded sizes that depend only on the capacities, so that a jitted step
 does not retrace when the topology changes within a capacity bucket (DESIGN.md section 6).

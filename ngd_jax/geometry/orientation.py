@@ -12,13 +12,15 @@ centre (the garment surrounds the body).
 import logging
 from typing import NamedTuple
 
-import numpy as np
 import gpytoolbox
+import numpy as np
 import scipy.sparse
 import scipy.sparse.csgraph
 
+from ngd_jax import errors
 
-class TemplateError(ValueError):
+
+class TemplateError(errors.UserError, ValueError):
   """A template mesh that cannot be used; the message names the problem and the fix."""
 
 

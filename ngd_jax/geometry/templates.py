@@ -58,26 +58,26 @@ def load_template(path: str | pathlib.Path) -> TemplateMesh:
   """Host: reads a template mesh (.obj, .ply, ...) and validates it."""
   path = pathlib.Path(path)
   if not path.is_file():
-    raise ValueError(f'{path}: template file not found; give the garment template .obj of the '
-                     'sequence, or set config.template.source = "body".')
+    raise orientation.TemplateError(f'{path}: template file not found; give the garment template .obj of the '
+                                    'sequence, or set config.template.source = "body".')
   try:
     mesh = trimesh.load(path, process=False, force='mesh')
   except Exception as error:  # trimesh raises many types for unreadable files.
-    raise ValueError(f'{path}: cannot read as a triangle mesh ({error}).') from error
+    raise orientation.TemplateError(f'{path}: cannot read as a triangle mesh ({error}).') from error
   vertices = np.asarray(getattr(mesh, 'vertices', np.zeros((0, 3))), np.float64)
   faces = np.asarray(getattr(mesh, 'faces', np.zeros((0, 3))))
   if len(vertices) == 0 or faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
-    raise ValueError(f'{path}: no triangles found; the template must be a triangle mesh.')
+    raise orientation.TemplateError(f'{path}: no triangles found; the template must be a triangle mesh.')
   if not np.all(np.isfinite(vertices)):
-    raise ValueError(f'{path}: non-finite vertex coordinates.')
+    raise orientation.TemplateError(f'{path}: non-finite vertex coordinates.')
   if faces.min() < 0 or faces.max() >= len(vertices):
-    raise ValueError(f'{path}: face indices outside [0, {len(vertices)}).')
+    raise orientation.TemplateError(f'{path}: face indices outside [0, {len(vertices)}).')
   area = np.linalg.norm(np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
                                  vertices[faces[:, 2]] - vertices[faces[:, 0]]), axis=1)
   degenerate = area <= 1e-12 * max(float(np.ptp(vertices, axis=0).max()), 1.0)**2
   if degenerate.any():
-    raise ValueError(f'{path}: {int(degenerate.sum())} degenerate (zero-area) faces; '
-                     'clean the mesh (merge duplicate vertices, remove degenerate faces).')
+    raise orientation.TemplateError(f'{path}: {int(degenerate.sum())} degenerate (zero-area) faces; '
+                                    'clean the mesh (merge duplicate vertices, remove degenerate faces).')
   return TemplateMesh(vertices.astype(np.float32), faces.astype(np.int32))
 
 

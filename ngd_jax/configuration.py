@@ -36,7 +36,14 @@ _POSITIVE = (
     'appearance.pose_components', 'appearance.hash_levels', 'appearance.hash_features',
     'appearance.hash_log2_table_size', 'appearance.hash_base_resolution', 'appearance.mlp_width',
     'eval.chamfer_samples', 'skinning.sigma', 'skinning.knn', 'geometry.anchor_width',
-    'loss.penetration_margin', 'loss.penetration_grid_resolution', 'loss.penetration_grid_margin',
+    'loss.penetration_margin', 'loss.penetration_grid_margin',
+)
+
+# Weights and noise levels: 0 turns a term off; a negative one would train towards its opposite.
+_NON_NEGATIVE = (
+    'loss.render_weight', 'loss.huber_weight', 'loss.ssim_weight', 'loss.mask_weight', 'loss.jacobian_weight',
+    'loss.smoothness_weight', 'loss.penetration_weight', 'loss.depth_weight', 'loss.depth_margin',
+    'train.vertex_noise_std', 'train.pose_noise_std', 'appearance.pose_noise_std',
 )
 
 
@@ -65,6 +72,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = _get(config, key)
     if not value > 0:
       raise ConfigError(f'--config.{key}={value!r} must be > 0.')
+  for key in _NON_NEGATIVE:
+    value = _get(config, key)
+    if not value >= 0:
+      raise ConfigError(f'--config.{key}={value!r} must be >= 0 (0 turns it off).')
+  if not config.loss.penetration_grid_resolution >= 2:
+    raise ConfigError(f'--config.loss.penetration_grid_resolution={config.loss.penetration_grid_resolution!r} '
+                      'must be >= 2 (samples per axis of the distance grid).')
   if not 0 <= config.train.warmup_epochs <= config.train.num_epochs:
     raise ConfigError(
         f'--config.train.warmup_epochs={config.train.warmup_epochs} must lie in [0, train.num_epochs='

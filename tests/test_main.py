@@ -81,6 +81,10 @@ def test_default_and_demo_configs_validate(tmp_path):
         ('data.resolution', 0, 'data.resolution'),
         ('data.path', '/nonexistent/sequence', 'not a folder'),
         ('render.backend', 'opengl', 'render.backend'),
+        ('loss.smoothness_weight', -1.0, 'smoothness_weight.*>= 0'),
+        ('loss.penetration_grid_resolution', 1, 'penetration_grid_resolution'),
+        ('geometry.anchor', 'middle', 'geometry.anchor'),
+        ('loss.supervision', 'depth', 'loss.supervision'),
     ],
 )
 def test_validate_rejects(key, value, message):

@@ -43,8 +43,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.geometry.cg_maxiter = 2000  # Iteration cap of the conjugate gradient solve.
   config.geometry.cg_warm_start = True  # Start CG from the previous solution of the same frame.
   config.geometry.anchor = 'top'  # Translation is not learned: the solve keeps a weighted mean of the vertices in place.
-  # 'centroid': the template's vertex centroid (the paper); 'top' (departs from the paper, measured better in
-  # benchmarks/README.md): the template's highest band, from which the garment hangs (pipeline.anchor_weights).
+  # 'centroid': the template's vertex centroid (the paper: a short template's waist rises as the fit lengthens it,
+  # tests/test_pipeline.py); 'top' (departs from the paper): the template's highest band, from which the garment
+  # hangs (pipeline.anchor_weights).
   config.geometry.anchor_width = 0.03  # For anchor='top': height (m) below the top over which weights fall off.
   config.geometry.pose_components = 4  # PCA components of the pose code for the dynamic field.
   config.geometry.field_bounds_margin = 0.25  # Share of the training extent added on each side of the field's input box.
@@ -73,8 +74,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.mask_weight = 0.4  # Silhouette MSE share inside the render term.
   config.loss.jacobian_weight = 0.25  # mean((J^S + J^D - I)^2).
   config.loss.jacobian_visible_only = True  # After warm-up, faces not visible in the frame count as identity.
-  # Priors for what a single camera does not see (depart from the paper; 0 turns each off, benchmarks/README.md
-  # measures them). Weights were tuned on the long_skirt and flared_skirt cases of benchmarks/bench_quality.py.
+  # Priors for what a single camera does not see (depart from the paper; 0 turns each off). Weights were tuned on the
+  # long_skirt and flared_skirt cases of benchmarks/bench_quality.py; its 'paper' variant (centroid anchor, no
+  # priors) is in benchmarks/README.md.
   config.loss.smoothness_weight = 30.0  # ||C_f - C_g||^2, C = J^T J, over faces sharing an edge: how seen faces
   # stretch spreads to the unseen side, their rotation does not (losses.stretch_smoothness_loss).
   config.loss.penetration_weight = 1000.0  # mean max(0, margin - d)^2 of the canonical garment's signed distance d

@@ -103,8 +103,8 @@ def stretch_smoothness_loss(jacobians: Float[Array, 'F 3 3'], face_pairs: Array)
   A monocular view constrains only the faces it sees; this prior spreads how they stretch to the
   unseen side (the back of a skirt lengthens with its front). C is in rest coordinates, so it
   ignores how a face is rotated: the front's tilt is not copied to the back (a prior on J - J_0
-  would copy it, measured worse in benchmarks/README.md). `face_pairs` int [E, 2]; rows (f, f)
-  are padding.
+  copies it: on the long_skirt case it ended at 18.9 Chamfer x1e3 against 13.1 without it, issue
+  11). `face_pairs` int [E, 2]; rows (f, f) are padding.
   """
   first, second = face_pairs[:, 0], face_pairs[:, 1]
   real = (first != second).astype(jacobians.dtype)

@@ -341,12 +341,18 @@ def side_by_side(images: Sequence[np.ndarray], labels: Sequence[str] | None = No
   return np.concatenate([np.asarray(strip), row], axis=0)
 
 
+def training_panels(input_image: np.ndarray, render: np.ndarray, error_max: float = 1.0,
+                    label: str = '') -> tuple[list[np.ndarray], list[str]]:
+  """Host: the pictures (input, render, error colour map) of one frame and their labels."""
+  prefix = f'{label} ' if label else ''
+  return ([input_image, render, error_colormap(input_image, render, error_max)],
+          [f'{prefix}input', 'render', f'|error| (0-{error_max:g})'])
+
+
 def preview_row(input_image: np.ndarray, render: np.ndarray, error_max: float = 1.0,
                 label: str = '') -> np.ndarray:
   """Host: input | render | error colour map of one frame, labelled: uint8 [H', W', 3]."""
-  prefix = f'{label} ' if label else ''
-  return side_by_side([input_image, render, error_colormap(input_image, render, error_max)],
-                      labels=[f'{prefix}input', 'render', f'|error| (0-{error_max:g})'])
+  return side_by_side(*training_panels(input_image, render, error_max, label))
 
 
 def write_preview_grid(path: str | os.PathLike, rows: Sequence[np.ndarray]) -> np.ndarray:
@@ -482,9 +488,7 @@ def frame_panels(run, trained, t: int, training_view: tuple[np.ndarray, np.ndarr
   """
   config, bank, seq = run.config, run.bank, run.inputs.sequence
   index = int(bank.indices[t])
-  image, render_ = training_view
-  panels = [image, render_, error_colormap(image, render_)]
-  labels = [f'{name} input', 'render', '|error| (0-1)']
+  panels, labels = training_panels(*training_view, label=name)
   for view_name in sorted(seq.eval_cameras):
     view = seq.eval_view(view_name, index, config.data.resolution)
     rgb, coverage = render_reconstruction(run, trained, t, view.camera, view.mask.shape)

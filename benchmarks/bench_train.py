@@ -60,7 +60,7 @@ from ngd_jax import pipeline
 from ngd_jax import remesh
 from ngd_jax import texturing
 from ngd_jax import train
-from ngd_jax.appearance import hash_encoding
+from ngd_jax import hash_encoding
 from ngd_jax.appearance import texture as texture_lib
 from ngd_jax.geometry import templates
 from ngd_jax.render import texture as texture_lookup

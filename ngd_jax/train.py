@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from ngd_jax import body
+from ngd_jax import compiles
 from ngd_jax import checkpoint as checkpoint_lib
 from ngd_jax import data
 from ngd_jax import errors
@@ -221,7 +222,7 @@ def geometry_step(
 
 # Compiles are counted and logged; one compile per (capacity bucket, warm-up or not) and, being
 # module level, shared by every Run of a process with the same configuration.
-TRACES = remesh.TraceCounter()
+TRACES = compiles.TraceCounter()
 jit_geometry_step = jax.jit(
     TRACES.wrap(geometry_step, 'geometry_step'),
     static_argnames=('model', 'train_config', 'loss_config', 'dynamic', 'use_depth'),

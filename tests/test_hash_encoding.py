@@ -1,4 +1,4 @@
-"""Tests of the multiresolution hash-grid encoding (ngd_jax.appearance.hash_encoding)."""
+"""Tests of the multiresolution hash-grid encoding (ngd_jax.hash_encoding)."""
 
 import itertools
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ngd_jax.appearance import HashGridEncoding
+from ngd_jax.hash_encoding import HashGridEncoding
 
 _PRIMES = (1, 2654435761, 805459861, 3674653429)
 

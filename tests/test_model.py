@@ -7,6 +7,7 @@ from test_remesh_refine import tube_mesh
 from test_render_grad import _patch
 
 from ngd_jax import body
+from ngd_jax import compiles
 from ngd_jax import geometry
 from ngd_jax import losses
 from ngd_jax import model as model_lib
@@ -81,7 +82,7 @@ def test_padded_mesh_gives_the_same_render_loss_and_gradient():
 
 
 def test_meshes_in_one_bucket_compile_once():
-  counter = remesh.TraceCounter()
+  counter = compiles.TraceCounter()
   model, frame = _model(), _frame()
   render_fn = jax.jit(counter.wrap(
       lambda mesh, static: model.render(mesh, model.deform({'static': static}, None, mesh, frame, dynamic=False).posed,

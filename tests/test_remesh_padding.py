@@ -7,6 +7,7 @@ import pytest
 from test_remesh_refine import tube_mesh
 from test_remesh_transfer import bend
 
+from ngd_jax import compiles
 from ngd_jax import geometry
 from ngd_jax import remesh
 
@@ -70,7 +71,7 @@ def test_padded_mesh_gives_the_same_poisson_solve():
 
 def test_trace_counter_counts_one_compile_per_bucket():
   messages = []
-  counter = remesh.TraceCounter(log=lambda fmt, *args: messages.append(fmt % args))
+  counter = compiles.TraceCounter(log=lambda fmt, *args: messages.append(fmt % args))
 
   def masked_area(vertices, faces, face_mask):
     v = vertices[faces]

@@ -1,3 +1,1 @@
-"""appearance: hash encoding (shared with the dynamic Jacobian field)."""
-
-from ngd_jax.appearance.hash_encoding import HashGridEncoding
+"""appearance: the static + dynamic texture (its hash grid is ngd_jax/hash_encoding.py, shared with the dynamic Jacobian field)."""

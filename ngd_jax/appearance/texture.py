@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from ngd_jax.appearance import hash_encoding
+from ngd_jax import hash_encoding
 from ngd_jax.render import texture as texture_lookup
 
 

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ngd_jax.appearance import hash_encoding
+from ngd_jax import hash_encoding
 from ngd_jax.geometry import operators as operators_lib
 
 

@@ -4,7 +4,6 @@ Face scores inside the training step, host-side refinement, state transfer, capa
 """
 
 from ngd_jax.remesh.padding import PaddedMesh
-from ngd_jax.remesh.padding import TraceCounter
 from ngd_jax.remesh.padding import capacity
 from ngd_jax.remesh.padding import pad_face_array
 from ngd_jax.remesh.padding import pad_mesh

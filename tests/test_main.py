@@ -50,8 +50,9 @@ def test_bad_config_is_one_line_and_leaves_the_workdir(tmp_path, flag, words):
 
 
 def test_missing_config_file_is_one_line(tmp_path):
-  stderr = _one_line_error(_run_main('--config=configs/nope.py', f'--workdir={tmp_path}'))
-  assert 'configs/nope.py' in stderr and 'No such file' in stderr
+  missing = tmp_path / 'nope.py'
+  stderr = _one_line_error(_run_main(f'--config={missing}', f'--workdir={tmp_path}'))
+  assert str(missing) in stderr and 'No such file' in stderr
 
 
 def test_bad_sequence_is_one_line_and_leaves_the_workdir(tmp_path):

@@ -2,9 +2,9 @@
 
 A t-shirt (4D-Dress label 3).
 
-The paper (METHOD.md section 8) names subjects, not takes, and its exact takes and frame ranges
+The paper (docs/method.md section 8) names subjects, not takes, and its exact takes and frame ranges
 are not published. Suggested: 00169/Inner/Take3 (a take of the dataset's own single-view
-reconstruction benchmark, dataset/README.md), 100 frames from camera 0004, as in the paper.
+reconstruction benchmark, in the README of its dataset folder), 100 frames from camera 0004, as in the paper.
 
 The paper does not say which garment of 00169 it reconstructs; the upper garment is chosen because
 it is the one camera 0004 sees whole in every frame and it moves with the arms, while the Inner

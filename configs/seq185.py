@@ -2,9 +2,9 @@
 
 4D-Dress has no dress label: the import takes the upper and lower labels together.
 
-The paper (METHOD.md section 8) names subjects, not takes, and its exact takes and frame ranges
+The paper (docs/method.md section 8) names subjects, not takes, and its exact takes and frame ranges
 are not published. Suggested: 00185/Inner/Take7 (a take of the dataset's own single-view
-reconstruction benchmark, dataset/README.md), 100 frames from camera 0004, as in the paper.
+reconstruction benchmark, in the README of its dataset folder), 100 frames from camera 0004, as in the paper.
 
 Import (SMPL model file: yours, of the subject's gender; normals/depth: folders of per-frame estimates,
 e.g. Sapiens as in the paper, or 'oracle' for an upper bound rendered from the scan):

@@ -1,6 +1,6 @@
 """Multiresolution hash-grid encoding (Instant-NGP), pure JAX/Flax, any input dimension.
 
-Used by the dynamic Jacobian field (METHOD.md section 2: position, normal and pose grids) and the
+Used by the dynamic Jacobian field (docs/method.md section 2: position, normal and pose grids) and the
 dynamic texture (section 7: (u, v, pose code)). Level l has resolution
 floor(base_resolution * growth^l) cells per axis; its (resolution + 1)^D corners are indexed
 densely when they fit in the table, otherwise by the Instant-NGP spatial hash

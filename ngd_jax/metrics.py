@@ -1,4 +1,4 @@
-"""Evaluation metrics: Chamfer, normal consistency, PSNR / SSIM / LPIPS (METHOD.md section 8).
+"""Evaluation metrics: Chamfer, normal consistency, PSNR / SSIM / LPIPS (docs/method.md section 8).
 
 Geometry metrics run on host (numpy + scipy cKDTree) on surface samples; image metrics are JAX
 functions of [H, W, 3] (or [B, H, W, 3]) float images in [0, 1].
@@ -37,7 +37,7 @@ class SurfaceSamples(NamedTuple):
 
 
 class ChamferResult(NamedTuple):
-  """Geometry metrics of a predicted surface against the ground truth (METHOD.md section 8)."""
+  """Geometry metrics of a predicted surface against the ground truth (docs/method.md section 8)."""
   chamfer_sq_x1e3: float  # Paper: centred clouds, sum of mean squared NN distances (m^2) x 1e3.
   chamfer_mm: float  # Plain symmetric Chamfer: mean of the two mean NN distances, uncentred, in mm.
   normal_consistency: float  # Mean |cos| of normals of NN pairs (centred clouds), both ways averaged.
@@ -104,7 +104,7 @@ def _nearest(query: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.n
 def chamfer_from_samples(pred: SurfaceSamples, gt: SurfaceSamples) -> ChamferResult:
   """Host: Chamfer distances and normal consistency between two sampled surfaces.
 
-  chamfer_sq_x1e3 (the paper's number, METHOD.md section 8): each cloud is first centred on its own
+  chamfer_sq_x1e3 (the paper's number, docs/method.md section 8): each cloud is first centred on its own
   mean (so a global translation costs nothing), then mean_p min_g |p - g|^2 + mean_g min_p |g - p|^2
   in m^2, times 1e3. chamfer_mm: clouds as given (not centred), (mean_p min_g |p - g| +
   mean_g min_p |g - p|) / 2, unsquared, in millimetres. normal_consistency: mean over NN pairs of the
@@ -127,7 +127,7 @@ def chamfer_from_samples(pred: SurfaceSamples, gt: SurfaceSamples) -> ChamferRes
 
 def chamfer(pred_mesh: Any, gt_mesh: Any, num_samples: int = 10_000,
             seed: int = 0) -> ChamferResult:
-  """Host: geometry metrics of a predicted mesh against the true one (METHOD.md section 8).
+  """Host: geometry metrics of a predicted mesh against the true one (docs/method.md section 8).
 
   Each mesh (a trimesh.Trimesh or a (vertices [V, 3], faces [F, 3]) pair, metres) is sampled with
   num_samples points; the two meshes get independent sample streams derived from `seed` (the

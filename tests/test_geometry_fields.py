@@ -1,4 +1,4 @@
-"""Tests of the Jacobian fields, their input normalisation and the pose PCA (METHOD.md s. 2)."""
+"""Tests of the Jacobian fields, their input normalisation and the pose PCA (docs/method.md section 2)."""
 
 import jax
 import jax.numpy as jnp

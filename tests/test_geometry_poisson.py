@@ -1,4 +1,4 @@
-"""Tests of the mesh operators and the Poisson solve (METHOD.md section 2)."""
+"""Tests of the mesh operators and the Poisson solve (docs/method.md section 2)."""
 
 import jax
 import jax.numpy as jnp

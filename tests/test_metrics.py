@@ -20,7 +20,7 @@ def _random_samples(rng, n):
 
 
 def _brute_force_chamfer(pred, gt):
-  """Full distance matrices; the conventions of METHOD.md section 8, spelled out."""
+  """Full distance matrices; the conventions of docs/method.md section 8, spelled out."""
   def directional(p, g):
     d = np.sqrt(((p[:, None, :] - g[None, :, :]) ** 2).sum(-1))
     return d.min(axis=1), d.argmin(axis=1)

@@ -1,4 +1,4 @@
-"""Tests of host-side refinement (METHOD.md 6): splits, flips, guards, boundaries, schedules."""
+"""Tests of host-side refinement (docs/method.md section 6): splits, flips, guards, boundaries, schedules."""
 
 import collections
 

@@ -1,4 +1,4 @@
-"""Tests of the remeshing face scores (METHOD.md 6): hand-computed values and a pixel loop."""
+"""Tests of the remeshing face scores (docs/method.md section 6): hand-computed values and a pixel loop."""
 
 import jax
 import jax.numpy as jnp

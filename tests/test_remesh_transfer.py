@@ -1,4 +1,4 @@
-"""Tests of state transfer to the refined mesh (METHOD.md 6), including the Poisson shape check."""
+"""Tests of state transfer to the refined mesh (docs/method.md section 6), including the Poisson shape check."""
 
 import jax
 import jax.numpy as jnp

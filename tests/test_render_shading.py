@@ -1,4 +1,4 @@
-"""NGD shading (METHOD.md section 3), topology, texture and colour rendering."""
+"""NGD shading (docs/method.md section 3), topology, texture and colour rendering."""
 
 import jax
 import jax.numpy as jnp

@@ -79,7 +79,7 @@ def test_ground_truth_meshes(generated):
 
 
 def test_cloth_moves_beyond_skinning(generated):
-  """GT vs the LBS-skinned GT rest shape (METHOD.md section 2 weights)."""
+  """GT vs the LBS-skinned GT rest shape (docs/method.md section 2 weights)."""
   seq = read_sequence(generated / 'a')
   vertices, _ = _gt(seq)
   rest = np.asarray(trimesh.load(generated / 'a' / 'gt' / synthetic.REST_GARMENT,

@@ -1,4 +1,4 @@
-"""Static + dynamic texture, T = clamp(T^S + T^D, 0, 1) (METHOD.md section 7).
+"""Static + dynamic texture, T = clamp(T^S + T^D, 0, 1) (docs/method.md section 7).
 
 T^S is a learnable image [S, S, 3] looked up bilinearly; T^D is a hash grid over (u, v, 2-D pose
 code) feeding a small MLP, so shading that changes with the pose (folds, self-shadowing) does
@@ -43,7 +43,8 @@ def shade(
   """clamp(T^S(uv) + w T^D(uv, pose), 0, 1) per pixel; w = 0 keeps the dynamic texture off.
 
   pixels: flat indices of the covered pixels, padded with -1 (host-built per frame, N a static
-  capacity); T^D is then evaluated there only (~10% of the image: 9x faster on CPU, TRAIN.md).
+  capacity); T^D is then evaluated there only (~10% of the image: 9x faster on CPU; benchmarks/README.md,
+  training-step proposals).
   """
   height, width = uv.shape[:2]
   base = texture_lookup(static_texture, uv)
@@ -64,6 +65,6 @@ def normalize_pose_code(code: Array, low: Array, high: Array) -> Array:
 
 
 def linear_decay(step: Array, total_steps: int, start: float) -> Array:
-  """start at step 0, decaying linearly to 0 at total_steps (pose-code noise, METHOD.md 7)."""
+  """start at step 0, decaying linearly to 0 at total_steps (pose-code noise, docs/method.md section 7)."""
   return start * jnp.clip(1.0 - step / max(total_steps, 1), 0.0, 1.0)
 

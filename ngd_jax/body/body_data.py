@@ -1,4 +1,4 @@
-"""Host: the baked body (body.npz of DESIGN.md section 3) and its validated reader and writer."""
+"""Host: the baked body (body.npz of docs/design.md section 3) and its validated reader and writer."""
 
 import dataclasses
 import pathlib
@@ -13,7 +13,7 @@ WEIGHT_SUM_TOLERANCE = 1e-4  # Rows of skinning_weights must sum to 1 within thi
 
 @dataclasses.dataclass(frozen=True)
 class BodyData:
-  """Any body model baked to skinning; what the garment needs (DESIGN.md section 3).
+  """Any body model baked to skinning; what the garment needs (docs/design.md section 3).
 
   rest_vertices f32[Vb,3] shaped rest-pose body (m); faces i32[Fb,3]; skinning_weights f32[Vb,K]
   rows summing to 1; transforms f32[T,K,4,4] per-frame LBS transforms (posed = sum_k w_k A_k [v;1],

@@ -1,6 +1,6 @@
 """The body's rest-pose signed distance, sampled on a grid, for the garment's penetration term.
 
-The Poisson solve produces the garment in the body's rest space (METHOD.md section 2), where the
+The Poisson solve produces the garment in the body's rest space (docs/method.md section 2), where the
 body does not move, so one grid per run answers "is this canonical garment point inside the
 body?" for every frame and every step, by trilinear lookup inside jit. Posed penetration is not
 the same thing (skinning bends both, not identically), but in rest space the term is static,

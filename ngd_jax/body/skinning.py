@@ -1,4 +1,4 @@
-"""Garment skinning: weights transferred from the body, and LBS by the baked transforms (METHOD.md section 2).
+"""Garment skinning: weights transferred from the body, and LBS by the baked transforms (docs/method.md section 2).
 
 The garment is skinned with the body's joint transforms only (no pose or shape blend shapes);
 `lbs` is smplx_jax's (one implementation for body and garment).
@@ -72,7 +72,7 @@ def garment_skinning_weights(
     sigma: float = 0.25,
     knn: int = 8,
 ) -> np.ndarray:
-  """Host: garment skinning weights f32[Vg,K] from the body's (METHOD.md section 2).
+  """Host: garment skinning weights f32[Vg,K] from the body's (docs/method.md section 2).
 
   garment_rest f[Vg,3] and body_rest f[Vb,3] in the same rest space; body_weights f[Vb,K].
   method 'exp': w = the exp rule over all body vertices, W = w @ W_body (computed in chunks of

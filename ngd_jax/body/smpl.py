@@ -1,4 +1,4 @@
-"""Host: SMPL parameters baked to body.npz arrays (DESIGN.md section 3) through smplx_jax."""
+"""Host: SMPL parameters baked to body.npz arrays (docs/design.md section 3) through smplx_jax."""
 
 import jax
 import numpy as np
@@ -18,7 +18,7 @@ def bake_smpl(model: smplx_jax.SMPL, poses: np.ndarray, betas: np.ndarray, trans
   """Host: BodyData of an SMPL motion: poses f[T,3K] axis-angle, betas f[S], transl f[T,3].
 
   rest_vertices is the shaped body in zero pose; transforms are SMPL's A_k with translation, so
-  LBS of the rest vertices without pose blend shapes (the garment's skinning, METHOD.md section 2)
+  LBS of the rest vertices without pose blend shapes (the garment's skinning, docs/method.md section 2)
   follows the skeleton; posed_vertices is the full SMPL body (with pose blend shapes); pose = poses.
   """
   poses = np.asarray(poses, np.float32)

@@ -1,4 +1,4 @@
-"""Sequence format (DESIGN.md section 3): reading with validation, writing."""
+"""Sequence format (docs/design.md section 3): reading with validation, writing."""
 
 from ngd_jax.data.sequence import Camera
 from ngd_jax.data.sequence import check_in_view

@@ -560,7 +560,7 @@ def convert(clip: Clip, track: BodyTrack, inputs: Inputs, smpl_model: str, out: 
             garment: str, first: int = 0, last: int = -1, stride: int = 1, template: str = '',
             template_garment: str = '', fps: float = 30.0,
             person: Callable[[int], np.ndarray] | None = None) -> Report:
-  """Host: writes the sequence folder `out` (DESIGN.md section 3); returns what the checks measured.
+  """Host: writes the sequence folder `out` (docs/design.md section 3); returns what the checks measured.
 
   person: optional person mask bool [H, W] of a clip frame index (People-Snapshot's masks.hdf5).
   Everything is checked before anything is written.

@@ -1,8 +1,8 @@
 """Host: loose garments simulated as cloth with MuJoCo flex (the synthetic ground truth).
 
 The garment is an open, flared tube pinned at its top ring (a skirt at the waist, a strapless
-dress under the arms). MuJoCo quirks this module works around (reference/NOTES.md, "Physics for
-synthetic cloth"): flex elasticity refuses mocap parents, so the pinned ring belongs to a free
+dress under the arms). MuJoCo quirks this module works around (docs/notes.md, "Cloth
+simulation for synthetic ground truth"): flex elasticity refuses mocap parents, so the pinned ring belongs to a free
 "anchor" body welded to a mocap target that follows one bone's LBS transform; implicit
 integrators reject flex elasticity, so the Euler integrator runs with a small step; flex cannot
 collide with an animated mesh, so the body is proxied by capsules on mocap bodies that follow the

@@ -1,7 +1,7 @@
-"""4D-Dress take -> NGD sequence folder (DESIGN.md section 3; the paper's data, METHOD.md section 8).
+"""4D-Dress take -> NGD sequence folder (docs/design.md section 3; the paper's data, docs/method.md section 8).
 
 Layout of a 4D-Dress take (Wang et al., CVPR 2024), checked against the dataset's README and its
-loader (github.com/eth-ait/4d-dress, dataset/README.md, utility.py, postprocess.py):
+loader (github.com/eth-ait/4d-dress: the README of its dataset folder, utility.py, postprocess.py):
 
     <root>/<subject 00xxx>/<Inner|Outer>/<TakeN>/
       basic_info.pkl                    {'scan_frames': ['00011', ...] (5-digit strings), 'gender',
@@ -431,7 +431,7 @@ def face_classes(scan: Scan, garment: str, hand_joints: np.ndarray, hand_radius:
 
 
 def label_masks(rast: np.ndarray, classes: FaceClasses, person: np.ndarray) -> Masks:
-  """Host: garment and hands masks from the visible scan faces (METHOD.md section 4 uses both).
+  """Host: garment and hands masks from the visible scan faces (docs/method.md section 4 uses both).
 
   A pixel belongs to the garment (hands) when its nearest scan face is a garment (hand) face and
   it lies inside the person mask: the rest of the scan occludes.
@@ -580,7 +580,7 @@ def _normal_and_depth(view: View, frame: str,
 def convert(take_path: str | pathlib.Path, out: str | pathlib.Path, garment: str, smpl_model: str,
             camera: str = '0004', first: int = 0, last: int = -1, stride: int = 1, template: str = '',
             extrinsics: str = 'world_to_camera', options: ImportOptions = ImportOptions()) -> pathlib.Path:
-  """Host: writes the sequence folder `out` (DESIGN.md section 3) from a 4D-Dress take.
+  """Host: writes the sequence folder `out` (docs/design.md section 3) from a 4D-Dress take.
 
   Everything cheap is checked before anything is written (files of every frame, SMPL fits, camera
   convention on the first frame for every camera). Returns the output folder.

@@ -1,4 +1,4 @@
-"""Host: the sequence format of DESIGN.md section 3 (reader with validation, writer).
+"""Host: the sequence format of docs/design.md section 3 (reader with validation, writer).
 
 Validation policy: read_sequence checks everything that is cheap to check for every frame before
 any work starts: sequence.json, every file's presence, every image's size from its PNG header,

@@ -1,4 +1,4 @@
-"""Host: synthetic garment sequences with ground truth (DESIGN.md section 3, issue "Synthetic").
+"""Host: synthetic garment sequences with ground truth (docs/design.md section 3, issue "Synthetic").
 
     python -m ngd_jax.data.synthetic --out=DIR --preset=demo --seed=0
 

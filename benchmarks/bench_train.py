@@ -3,7 +3,7 @@
 Per case (a: the demo sequence at 256^2 with its garment and configs/demo.py settings; b: the
 same sequence at 512^2 with the template subdivided to ~10k faces):
   whole steps: the geometry warm-up step (J^S only), the full dynamic step (J^S + f_G) and the
-    appearance step, each jitted as the training loop does (train.geometry_step as Run.step calls it, appearance_step);
+    appearance step, each jitted as the training loop does (train.geometry_step as train.run_step calls it, appearance_step);
   pieces of the dynamic geometry step, each its own jitted function on the same inputs:
     network   f_G forward + backward (face frames, normalisation, hash grids, MLP) w.r.t. its params;
     solve     the Poisson solve forward + backward w.r.t. J, per solver (cholesky; cg warm-started
@@ -55,12 +55,14 @@ import trimesh
 from configs import demo
 from ngd_jax import data
 from ngd_jax import frames
+from ngd_jax import hash_encoding
 from ngd_jax import losses
+from ngd_jax import optimizers
 from ngd_jax import pipeline
 from ngd_jax import remesh
+from ngd_jax import run as run_lib
 from ngd_jax import texturing
 from ngd_jax import train
-from ngd_jax import hash_encoding
 from ngd_jax.appearance import texture as texture_lib
 from ngd_jax.geometry import templates
 from ngd_jax.render import texture as texture_lookup
@@ -153,7 +155,7 @@ def make_config(sequence: str, resolution: int):
   return config
 
 
-def load_run(sequence: str, resolution: int, target_faces: int) -> train.Run:
+def load_run(sequence: str, resolution: int, target_faces: int) -> run_lib.Run:
   """Host: the Run of the benchmark case (template subdivided when target_faces > 0)."""
   config = make_config(sequence, resolution)
   seq = data.read_sequence(sequence)
@@ -161,11 +163,11 @@ def load_run(sequence: str, resolution: int, target_faces: int) -> train.Run:
   vertices, faces = np.asarray(template.vertices, np.float64), np.asarray(template.faces, np.int32)
   if target_faces > 0:
     vertices, faces = subdivide_to(vertices, faces, target_faces)
-  return train.Run(config, pipeline.RunInputs(seq, frames.load_frames(seq, config), vertices, faces,
+  return run_lib.Run(config, pipeline.RunInputs(seq, frames.load_frames(seq, config), vertices, faces,
                                               pipeline.body_distance_grid(seq, vertices, config)))
 
 
-def geometry_pieces(run: train.Run, state, mesh, constants, batch, dynamic: bool):
+def geometry_pieces(run: run_lib.Run, state, mesh, constants, batch, dynamic: bool):
   """Each piece of geometry_step as (name, fn, args): its own jittable function on the step's inputs."""
   model, config = run.model, run.config
   params = state.params
@@ -209,12 +211,12 @@ def geometry_pieces(run: train.Run, state, mesh, constants, batch, dynamic: bool
 
     def total(out, deformation):
       terms = train.frame_losses(out, deformation, jnp.zeros_like(batch.target), batch, mesh, pairs,
-                                 loss_config=run.frozen.loss, dynamic=dynamic, use_depth=run.use_depth)
+                                 loss_config=ml_collections.FrozenConfigDict(config.loss), dynamic=dynamic, use_depth=run.use_depth)
       return sum(terms.values())
     return jax.value_and_grad(total, argnums=(0, 1))(out, deformation)
 
   def optimizer_update(grads, opt_state, params):
-    updates, opt_state = run.optimizer.update(grads, opt_state, params)
+    updates, opt_state = optimizers.geometry_optimizer(run.optimizer_settings).update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
   def scores(grad_diffuse, mask, rast, accumulator):
@@ -243,14 +245,15 @@ def geometry_pieces(run: train.Run, state, mesh, constants, batch, dynamic: bool
   return pieces
 
 
-def appearance_setup(run: train.Run, state, mesh, constants, batch):
+def appearance_setup(run: run_lib.Run, state, mesh, constants, batch):
   """Host: appearance state and batch as train_appearance builds them, on the template geometry."""
   config = run.config
-  vertices, faces = train.unpadded_template(state)
+  vertices, faces = run_lib.unpadded_template(state)
   uvs, uv_faces = texturing.atlas(vertices, faces)
   total_steps = config.appearance.num_epochs * run.bank.num_frames
-  optimizer = texturing.appearance_optimizer(config, total_steps)
-  app_state = texturing.init_state(config, uvs, uv_faces, run.bank.pose, optimizer, jax.random.PRNGKey(1))
+  settings = optimizers.AppearanceOptimizer.from_config(config, total_steps)
+  optimizer = optimizers.appearance_optimizer(settings)
+  app_state = texturing.init_state(config, uvs, uv_faces, run.bank.pose, settings, jax.random.PRNGKey(1))
   posed = run.model.deform(state.params, constants.field_bounds, mesh, batch.frame, dynamic=False).posed
   uv, coverage = texturing.rasterize_uv(posed[: len(vertices)], jnp.asarray(faces), app_state.uvs,
                                         app_state.uv_faces, batch.frame.world_to_clip, run.bank.resolution,
@@ -261,8 +264,7 @@ def appearance_setup(run: train.Run, state, mesh, constants, batch):
       code=texturing.texture_code(app_state, jnp.asarray(run.bank.pose[0])), dynamic_weight=jnp.float32(1.0),
       pixels=jnp.asarray(texturing.covered_pixels(np.asarray(coverage))))
   module = texture_lib.dynamic_texture_from_config(config.appearance)
-  step = functools.partial(texturing.appearance_step, module=module,
-                           config=ml_collections.FrozenConfigDict(config), total_steps=total_steps)
+  step = functools.partial(texturing.appearance_step, module=module, settings=settings)
   return app_state, app_batch, module, optimizer, step
 
 
@@ -300,19 +302,19 @@ def appearance_pieces(app_state, app_batch, module, optimizer):
   ]
 
 
-def step_args(run: train.Run):
+def step_args(run: run_lib.Run):
   constants = run.fit_constants()
   state, mesh = run.init_state(constants, jax.random.PRNGKey(0))
-  return state, mesh, constants, run.batch(state, constants, 0, 0, 0)
+  return state, mesh, constants, run.batch(0, 0, 1.0, run.pose_codes(constants))
 
 
-def geometry_step_fn(run: train.Run, dynamic: bool):
+def geometry_step_fn(run: run_lib.Run, dynamic: bool):
   """The step exactly as Run.step calls it, unjitted (timed() jits it)."""
   return functools.partial(train.geometry_step, model=run.model, train_config=run.frozen.train,
-                           loss_config=run.frozen.loss, dynamic=dynamic, use_depth=run.use_depth)
+                           loss_config=ml_collections.FrozenConfigDict(config.loss), dynamic=dynamic, use_depth=run.use_depth)
 
 
-def bench_case(name: str, run: train.Run, repeats: int) -> dict:
+def bench_case(name: str, run: run_lib.Run, repeats: int) -> dict:
   state, mesh, constants, batch = step_args(run)
   result = {'case': name, 'resolution': list(run.bank.resolution), 'faces': int(state.num_faces),
             'vertices': int(state.num_vertices), 'face_capacity': int(state.faces.shape[0]),
@@ -368,7 +370,7 @@ def table(results: list[dict]) -> str:
   return '\n'.join(lines)
 
 
-def compile_only(run: train.Run) -> None:
+def compile_only(run: run_lib.Run) -> None:
   """Prints one JSON line: lower and compile seconds of the dynamic geometry step, and ms per step."""
   state, mesh, constants, batch = step_args(run)
   timing = timed(geometry_step_fn(run, True), (state, mesh, constants, batch), 3)

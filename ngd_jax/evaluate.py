@@ -1,4 +1,4 @@
-"""Host: restore a run and measure it against the sequence's ground truth (METHOD.md section 8).
+"""Host: restore a run and measure it against the sequence's ground truth (docs/method.md section 8).
 
 Geometry: per training frame, the posed garment against gt/garment/<frame>.ply (Chamfer x 10^3 in
 the paper's convention, plain Chamfer in mm, normal consistency). Appearance: the textured
@@ -21,28 +21,20 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ngd_jax import body
-from ngd_jax import export
 from ngd_jax import files
+from ngd_jax import images
 from ngd_jax import frames as frames_lib
 from ngd_jax import metrics
 from ngd_jax import render
 from ngd_jax import reporting
 from ngd_jax import texturing
-from ngd_jax import train
 from ngd_jax import trained as trained_lib
+from ngd_jax import views
 
 # TensorBoard tags of the evaluation: the per-frame Chamfer curves (one per method, step = the
 # sequence frame index) and the pictures of a frame (step = the restored checkpoint's step).
 CHAMFER_CURVE_PREFIX = 'eval/chamfer_sq_x1e3_per_frame'
 PICTURE_PREFIX = 'eval/views'
-
-
-def lbs_baseline(run: train.Run) -> np.ndarray:
-  """The template skinned to every training frame, float32 [T, V, 3] (no deformation)."""
-  mesh = run.mesh_for(run.inputs.template_vertices, run.inputs.template_faces)
-  posed = body.lbs_frames(mesh.operators.rest_vertices, mesh.skinning_weights, jnp.asarray(run.bank.transforms))
-  return np.asarray(posed)[:, : len(run.inputs.template_vertices)]
 
 
 def mean_garment_colour(bank: frames_lib.FrameBank) -> np.ndarray:
@@ -62,7 +54,7 @@ def evaluate_trained(trained: trained_lib.Trained) -> dict[str, Any]:
   """Per-frame and mean metrics of the reconstruction and the LBS-only baseline."""
   run, config = trained.run, trained.run.config
   seq, bank = run.inputs.sequence, run.bank
-  baseline = lbs_baseline(run)
+  baseline = run.template_skinned()
   colour = mean_garment_colour(bank)
   num_frames = bank.num_frames if config.eval.max_frames < 0 else min(bank.num_frames, config.eval.max_frames)
   per_frame = []
@@ -112,13 +104,12 @@ def evaluate_trained(trained: trained_lib.Trained) -> dict[str, Any]:
 
 
 def frame_pictures(trained: trained_lib.Trained, num_frames: int) -> dict[str, np.ndarray]:
-  """Host: the export's preview row (export.frame_panels) of config.export.preview_frames frames
+  """Host: the export's preview rows (views.frame_panels) of config.export.preview_frames frames
   spread over the first num_frames, by frame name: uint8 [H, W, 3] each."""
   run = trained.run
   names = [run.inputs.sequence.frames[int(index)] for index in run.bank.indices]
-  return {names[t]: export.side_by_side(*export.frame_panels(run, trained, t, export.preview_frame(run, trained, t),
-                                                             names[t]))
-          for t in export.preview_indices(num_frames, run.config.export.preview_frames)}
+  return {names[t]: images.side_by_side(*views.frame_panels(trained, t, views.preview_frame(trained, t), names[t]))
+          for t in views.preview_indices(num_frames, run.config.export.preview_frames)}
 
 
 def log_to_tensorboard(reporter: reporting.Reporter, result: Mapping[str, Any], frame_indices: Sequence[int],

@@ -1,4 +1,4 @@
-"""Host: writers for the outputs of a run (DESIGN.md section 8): meshes, textures, glTF, previews.
+"""Host: writers for the outputs of a run (docs/design.md section 8): meshes, textures, glTF, previews.
 
 Every writer is atomic: it writes a temporary file in the destination folder and renames it over
 the destination, so a killed export leaves either the old file or the new one, never half a file.
@@ -19,22 +19,15 @@ from typing import Sequence
 import imageio.v3 as iio
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from scipy import sparse
 
 from ngd_jax import files
-from ngd_jax import frames as frames_lib
+from ngd_jax import images
 from ngd_jax import metrics
-from ngd_jax import render
-from ngd_jax import texturing
+from ngd_jax import run as run_lib
 from ngd_jax import trained as trained_lib
 from ngd_jax import views
-
-# Anchor colours of the 'inferno' colour map at 0, 1/8, ..., 1 (black, purple, orange, yellow),
-# linearly interpolated by error_colormap.
-_INFERNO = np.array([
-    [0, 0, 4], [31, 12, 72], [85, 15, 109], [136, 34, 106], [186, 54, 85],
-    [227, 89, 51], [249, 140, 10], [249, 201, 50], [252, 255, 164]], np.float64) / 255.0
 
 # glTF 2.0 constants (Khronos glTF 2.0 specification, section 5).
 _FLOAT = 5126
@@ -61,22 +54,9 @@ def _check_uvs(uvs: np.ndarray, face_uvs: np.ndarray, faces: np.ndarray,
   return uvs, face_uvs
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-  """Host: an image as uint8 [H, W, 3]: float in [0, 1] (clipped) or uint8; gray [H, W(, 1)] too."""
-  image = np.asarray(image)
-  if image.ndim == 2:
-    image = image[..., None]
-  if image.ndim != 3 or image.shape[-1] not in (1, 3):
-    raise ValueError(f'image must be [H, W], [H, W, 1] or [H, W, 3], got {image.shape}.')
-  if image.dtype != np.uint8:
-    image = np.round(np.clip(np.nan_to_num(image.astype(np.float64)), 0.0, 1.0) * 255.0)
-    image = image.astype(np.uint8)
-  return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
-
-
 def _png_bytes(image: np.ndarray) -> bytes:
   buffer = io.BytesIO()
-  Image.fromarray(to_uint8(image)).save(buffer, format='PNG')
+  Image.fromarray(images.to_uint8(image)).save(buffer, format='PNG')
   return buffer.getvalue()
 
 
@@ -291,70 +271,6 @@ def write_animated_glb(path: str | os.PathLike, vertices_per_frame: np.ndarray, 
   files.write_bytes(path, builder.glb(gltf))
 
 
-def error_colormap(img_a: np.ndarray, img_b: np.ndarray, error_max: float = 1.0) -> np.ndarray:
-  """Host: |img_a - img_b| (channel mean) coloured (inferno) on [0, error_max]: uint8 [H, W, 3]."""
-  a = np.asarray(img_a, np.float64)
-  b = np.asarray(img_b, np.float64)
-  if a.shape != b.shape:
-    raise ValueError(f'error_colormap: images differ in shape: {a.shape} vs {b.shape}.')
-  if not error_max > 0:
-    raise ValueError(f'error_colormap: error_max must be positive, got {error_max}.')
-  error = np.abs(a - b)
-  error = error.mean(axis=-1) if error.ndim == 3 else error
-  position = np.clip(np.nan_to_num(error) / error_max, 0.0, 1.0) * (len(_INFERNO) - 1)
-  low = np.minimum(np.floor(position).astype(np.int64), len(_INFERNO) - 2)
-  frac = (position - low)[..., None]
-  colour = _INFERNO[low] * (1.0 - frac) + _INFERNO[low + 1] * frac
-  return to_uint8(colour)
-
-
-def side_by_side(images: Sequence[np.ndarray], labels: Sequence[str] | None = None,
-                 gap: int = 2) -> np.ndarray:
-  """Host: images of one height ([H, W(, C)], float in [0, 1] or uint8) in a row: uint8 [H', W', 3].
-
-  With labels, a white strip with each image's label is added on top.
-  """
-  if not images:
-    raise ValueError('side_by_side: no images.')
-  images = [to_uint8(image) for image in images]
-  height = images[0].shape[0]
-  if any(image.shape[0] != height for image in images):
-    raise ValueError(f'side_by_side: images must share a height, got '
-                     f'{[image.shape[0] for image in images]}.')
-  if labels is not None and len(labels) != len(images):
-    raise ValueError(f'side_by_side: {len(labels)} labels for {len(images)} images.')
-  spacer = np.full((height, gap, 3), 255, np.uint8)
-  parts = [images[0]]
-  for image in images[1:]:
-    parts += [spacer, image]
-  row = np.concatenate(parts, axis=1)
-  if labels is None:
-    return row
-  font = ImageFont.load_default()
-  strip_height = int(font.getbbox('Ag')[3]) + 4
-  strip = Image.new('RGB', (row.shape[1], strip_height), (255, 255, 255))
-  draw = ImageDraw.Draw(strip)
-  x = 0
-  for image, label in zip(images, labels):
-    draw.text((x + 2, 2), label, fill=(0, 0, 0), font=font)
-    x += image.shape[1] + gap
-  return np.concatenate([np.asarray(strip), row], axis=0)
-
-
-def training_panels(input_image: np.ndarray, render: np.ndarray, error_max: float = 1.0,
-                    label: str = '') -> tuple[list[np.ndarray], list[str]]:
-  """Host: the pictures (input, render, error colour map) of one frame and their labels."""
-  prefix = f'{label} ' if label else ''
-  return ([input_image, render, error_colormap(input_image, render, error_max)],
-          [f'{prefix}input', 'render', f'|error| (0-{error_max:g})'])
-
-
-def preview_row(input_image: np.ndarray, render: np.ndarray, error_max: float = 1.0,
-                label: str = '') -> np.ndarray:
-  """Host: input | render | error colour map of one frame, labelled: uint8 [H', W', 3]."""
-  return side_by_side(*training_panels(input_image, render, error_max, label))
-
-
 def write_preview_grid(path: str | os.PathLike, rows: Sequence[np.ndarray]) -> np.ndarray:
   """Host: a PNG of labelled rows (side_by_side outputs, one per frame) stacked; returns the image.
 
@@ -363,7 +279,7 @@ def write_preview_grid(path: str | os.PathLike, rows: Sequence[np.ndarray]) -> n
   if not rows:
     raise ValueError('write_preview_grid: no rows.')
   width = max(row.shape[1] for row in rows)
-  rows = [np.pad(to_uint8(row), ((0, 2), (0, width - row.shape[1]), (0, 0)), constant_values=255)
+  rows = [np.pad(images.to_uint8(row), ((0, 2), (0, width - row.shape[1]), (0, 0)), constant_values=255)
           for row in rows]
   grid = np.concatenate(rows, axis=0)
   write_png(path, grid)
@@ -400,7 +316,7 @@ def write_preview_animation(path: str | os.PathLike, frames: Sequence[np.ndarray
     raise ValueError(f'write_preview_animation: fps must be positive, got {fps}.')
   if len({np.shape(frame)[:2] for frame in frames}) != 1:
     raise ValueError('write_preview_animation: frames must all have the same size.')
-  frames = np.stack([to_uint8(frame) for frame in frames])
+  frames = np.stack([images.to_uint8(frame) for frame in frames])
   if format == 'mp4':
     if not ffmpeg_available():
       raise RuntimeError('MP4 previews need imageio-ffmpeg (`pip install imageio-ffmpeg==0.8.1`, '
@@ -416,12 +332,6 @@ def write_preview_animation(path: str | os.PathLike, frames: Sequence[np.ndarray
       iio.imwrite(tmp, frames, plugin='pillow', extension='.gif', duration=1000.0 / fps, loop=0)
 
 
-def preview_indices(num_frames: int, count: int) -> np.ndarray:
-  """Host: `count` frame positions (int [<= count]) spread evenly from the first frame to the last,
-  so the previews and the evaluation's TensorBoard pictures show the whole sequence."""
-  return np.unique(np.linspace(0, num_frames - 1, min(count, num_frames)).astype(int))
-
-
 def export_run(config, workdir: str) -> None:
   """--mode=export: posed and canonical meshes, texture, animated glb and previews of a trained run.
 
@@ -435,7 +345,7 @@ def export_run(config, workdir: str) -> None:
   names = [seq.frames[int(i)] for i in bank.indices]
   for t, name in enumerate(names):
     write_obj(out / 'meshes' / 'posed' / f'{name}.obj', trained.posed[t], trained.faces)
-  canonical, faces = texturing.canonical_mesh(run, trained.geometry)
+  canonical, faces = run_lib.canonical_mesh(run, trained.geometry)
   write_obj(out / 'meshes' / 'canonical.obj', canonical, faces)
   appearance = trained.appearance
   texture = uvs = uv_faces = None
@@ -444,63 +354,10 @@ def export_run(config, workdir: str) -> None:
     uvs, uv_faces = np.asarray(appearance.uvs), np.asarray(appearance.uv_faces)
     write_textured_obj(out / 'garment_textured.obj', canonical, faces, uvs, uv_faces, texture)
   write_animated_glb(out / 'garment.glb', trained.posed, trained.faces, seq.fps, uvs, uv_faces, texture)
-  rows = [preview_frame(run, trained, t) for t in range(bank.num_frames)]
-  chosen = preview_indices(bank.num_frames, config.export.preview_frames)
+  rows = [views.preview_frame(trained, t) for t in range(bank.num_frames)]
+  chosen = views.preview_indices(bank.num_frames, config.export.preview_frames)
   write_preview_grid(out / 'previews' / 'grid.png',
-                     [side_by_side(*frame_panels(run, trained, t, rows[t], names[t])) for t in chosen])
+                     [images.side_by_side(*views.frame_panels(trained, t, rows[t], names[t])) for t in chosen])
   write_preview_animation(out / 'previews' / f'preview.{config.export.video_format}',
-                          [preview_row(*row) for row in rows], seq.fps, config.export.video_format)
+                          [images.preview_row(*row) for row in rows], seq.fps, config.export.video_format)
   logging.info('Exported %d frames to %s', bank.num_frames, out)
-
-
-def render_reconstruction(run, trained, t: int, camera, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-  """Host: the reconstruction of training frame t seen by `camera` at `size` (H, W): rgb [H, W, 3] in
-  [0, 1] and coverage [H, W]; textured when the run has an appearance, else its diffuse shading."""
-  config = run.config
-  posed, faces = jnp.asarray(trained.posed[t]), jnp.asarray(trained.faces)
-  world_to_clip = jnp.asarray(frames_lib.clip_matrix(camera, size, config.render))
-  if trained.appearance is not None:
-    rgb, coverage = texturing.render_textured(config, trained.appearance, posed, faces, world_to_clip,
-                                              jnp.asarray(run.bank.pose[t]), size)
-    return np.asarray(rgb), np.asarray(coverage)
-  shaded = render.render_garment(posed, faces, render.build_topology(trained.faces), world_to_clip,
-                                 jnp.asarray(camera.world_to_camera), size, config.render.backend)
-  return np.repeat(np.asarray(shaded.diffuse), 3, axis=-1), np.asarray(shaded.alpha)[..., 0]
-
-
-def preview_frame(run, trained, t: int) -> tuple[np.ndarray, np.ndarray]:
-  """Host: (input, render) of training frame t; the render is the reconstruction over the input."""
-  bank, seq, config = run.bank, run.inputs.sequence, run.config
-  image = bank.rgb[t].astype(np.float32) / 255.0
-  camera = seq.camera(int(bank.indices[t]), config.data.resolution)
-  rgb, coverage = render_reconstruction(run, trained, t, camera, bank.resolution)
-  composite = image * (1.0 - coverage[..., None]) + rgb
-  return image, np.clip(composite, 0.0, 1.0)
-
-
-def frame_panels(run, trained, t: int, training_view: tuple[np.ndarray, np.ndarray],
-                 name: str) -> tuple[list[np.ndarray], list[str]]:
-  """Host: the labelled pictures of frame t for the preview grid (see views.py for why).
-
-  Training view (input | render | error), then per held-out camera (held-out image | the
-  reconstruction from it), then the side view (reconstruction | ground truth | silhouettes) when the
-  sequence has the frame's true mesh.
-  """
-  config, bank, seq = run.config, run.bank, run.inputs.sequence
-  index = int(bank.indices[t])
-  panels, labels = training_panels(*training_view, label=name)
-  for view_name in sorted(seq.eval_cameras):
-    view = seq.eval_view(view_name, index, config.data.resolution)
-    rgb, coverage = render_reconstruction(run, trained, t, view.camera, view.mask.shape)
-    panels += [view.rgb, np.clip(rgb + (1.0 - coverage[..., None]), 0.0, 1.0)]
-    labels += [f'{view_name} held-out', f'{view_name} render']
-  if seq.frames[index] in seq.gt_frames:
-    gt = seq.gt_mesh(index)
-    centre = np.asarray(gt.vertices).mean(axis=0)
-    side = views.turned_camera(seq.camera(index, config.data.resolution), centre, 90.0)
-    mine = views.shaded(trained.posed[t], trained.faces, side, bank.resolution, config.render,
-                        views.RECONSTRUCTION_TINT)
-    truth = views.shaded(gt.vertices, gt.faces, side, bank.resolution, config.render, views.GROUND_TRUTH_TINT)
-    panels += [mine.rgb, truth.rgb, views.silhouette_overlay(mine.coverage, truth.coverage)]
-    labels += ['side: reconstruction', 'side: ground truth', 'red ours, green truth']
-  return panels, labels

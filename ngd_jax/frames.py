@@ -10,8 +10,8 @@ import ml_collections
 import numpy as np
 
 from ngd_jax import data
-from ngd_jax import losses
 from ngd_jax import render
+from ngd_jax import supervision
 
 
 class FrameBank(NamedTuple):
@@ -21,7 +21,7 @@ class FrameBank(NamedTuple):
   rgb: np.ndarray  # uint8 [T, H, W, 3]
   mask: np.ndarray  # uint8 [T, H, W], garment mask 0/1
   hands: np.ndarray  # uint8 [T, H, W], hands mask 0/1 (zeros if absent or unused)
-  target: np.ndarray  # float32 [T, H, W, C], losses.target_image (diffuse: C = 1, normals: C = 3)
+  target: np.ndarray  # float32 [T, H, W, C], supervision.target_image (diffuse: C = 1, normals: C = 3)
   depth: np.ndarray  # float32 [T, H, W], relative depth, nan = unknown (all nan if absent)
   world_to_clip: np.ndarray  # float32 [T, 4, 4]
   world_to_camera: np.ndarray  # float32 [T, 4, 4]
@@ -76,7 +76,7 @@ def load_frames(seq: data.Sequence, config: ml_collections.ConfigDict) -> FrameB
   cameras = [seq.camera(int(i), config.data.resolution) for i in indices]
   mask = np.stack([f.mask for f in frames]).astype(np.float32)
   normal = np.stack([f.normal for f in frames]).astype(np.float32)
-  target = np.asarray(losses.target_image(normal, mask, config.loss.supervision))
+  target = np.asarray(supervision.target_image(normal, mask, config.loss.supervision))
   use_hands = config.data.use_hands_mask and all(f.hands is not None for f in frames)
   return FrameBank(
       indices=indices,

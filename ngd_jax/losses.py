@@ -9,7 +9,7 @@ from typing import NamedTuple
 import dm_pix
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 
 def huber(pred: Array, target: Array, delta: float) -> Array:
@@ -61,29 +61,6 @@ def render_loss(
   }
 
 
-def target_diffuse(normal: Float[Array, 'H W 3'], mask: Float[Array, 'H W']) -> Float[Array, 'H W 1']:
-  """Pseudo-GT diffuse: clip(n . towards-camera, 0, 1) x mask; OpenCV camera axes, so towards = -z."""
-  return (jnp.clip(-normal[..., 2], 0.0, 1.0) * mask)[..., None]
-
-
-SUPERVISION = ('diffuse', 'normals')
-
-
-def target_image(normal: Float[Array, 'H W 3'], mask: Float[Array, 'H W'], supervision: str) -> Array:
-  """What the render term compares with (config.loss.supervision): the pseudo-GT diffuse [H, W, 1]
-  (the paper), or its normals mapped to [0, 1], (n + 1) / 2 x mask [H, W, 3] (the paper's ablation)."""
-  if supervision == 'diffuse':
-    return target_diffuse(normal, mask)
-  if supervision == 'normals':
-    return 0.5 * (normal + 1.0) * mask[..., None]
-  raise ValueError(f'supervision must be one of {SUPERVISION}, got {supervision!r}.')
-
-
-def supervised_image(diffuse: Float[Array, 'H W 1'], normal: Float[Array, 'H W 3'], supervision: str) -> Array:
-  """The rendered counterpart of target_image (before the render term masks it)."""
-  return diffuse if supervision == 'diffuse' else 0.5 * (normal + 1.0)
-
-
 def jacobian_loss(
     jacobians: Float[Array, 'F 3 3'], face_weight: Float[Array, 'F'], num_faces: Array
 ) -> Array:
@@ -123,14 +100,22 @@ def penetration_loss(distance: Float[Array, 'V'], vertex_mask: Array, margin: fl
   return jnp.sum(jnp.maximum(margin - distance, 0.0) ** 2 * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
+class DepthPairs(NamedTuple):
+  """Pixel pairs of the depth-ordering loss (flat pixel indices)."""
+
+  first: Int[Array, 'N']
+  second: Int[Array, 'N']
+  valid: Float[Array, 'N']  # 1 where the pair counts.
+
+
 def sample_depth_pairs(
     key: Array, mask: Float[Array, 'H W'], num_pairs: int, box: int, in_mask: bool
-) -> tuple[Array, Array, Array]:
+) -> DepthPairs:
   """Pixel pairs for the depth-ordering loss: both pixels of a pair inside a box x box window.
 
   With `in_mask`, the first pixel is drawn from the garment mask and the pair counts only if the
   second lies in the mask too (the authors draw over the whole image, where most pairs fall on
-  background and give a constant). Returns flat indices a, b [num_pairs] and a validity weight.
+  background and give a constant).
   """
   height, width = mask.shape
   key_first, key_offset = jax.random.split(key)
@@ -152,13 +137,13 @@ def sample_depth_pairs(
     flat = mask.reshape(-1)
     valid = (flat[first] > 0.5) & (flat[second] > 0.5)
     valid = valid.astype(jnp.float32)
-  return first, second, valid
+  return DepthPairs(first, second, valid)
 
 
 def depth_ranking_loss(
     rendered_depth: Float[Array, 'H W'],
     target_depth: Float[Array, 'H W'],
-    pairs: tuple[Array, Array, Array],
+    pairs: DepthPairs,
     margin: float,
 ) -> Array:
   """Margin ranking on pixel pairs: the pixel nearer in the target must render nearer.

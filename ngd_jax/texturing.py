@@ -1,4 +1,4 @@
-"""Appearance training on the frozen geometry: UV atlas, static + dynamic texture (METHOD.md 7).
+"""Appearance training on the frozen geometry: UV atlas, static + dynamic texture (docs/method.md section 7).
 
 The geometry no longer changes, so each training frame is rasterized once; a step is a texture
 lookup, the dynamic texture network and the relative L2 loss on the eroded garment mask.
@@ -14,11 +14,17 @@ import ml_collections
 import numpy as np
 import optax
 import xatlas
+from jaxtyping import Array, Float, Int
 
+from ngd_jax import checkpoint as checkpoint_lib
+from ngd_jax import compiles
 from ngd_jax import geometry
+from ngd_jax import loop
 from ngd_jax import losses
+from ngd_jax import optimizers
 from ngd_jax import render
-from ngd_jax import train
+from ngd_jax import reporting
+from ngd_jax import run as run_lib
 from ngd_jax.appearance import texture as texture_lib
 
 
@@ -31,6 +37,13 @@ class AppearanceState(NamedTuple):
   pose_pca: geometry.PosePCA  # Texture pose code (config.appearance.pose_components).
   code_min: jax.Array  # float32 [P], range of the training codes (normalisation to [0, 1]).
   code_max: jax.Array
+
+
+class UVImage(NamedTuple):
+  """The atlas seen by a camera."""
+
+  uv: Float[Array, 'H W 2']  # Atlas coordinates per pixel.
+  coverage: Float[Array, 'H W']  # 1 where the garment covers the pixel.
 
 
 class AppearanceBatch(NamedTuple):
@@ -49,15 +62,8 @@ def atlas(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarr
   return uvs.astype(np.float32), uv_faces.astype(np.int32)
 
 
-def appearance_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
-  schedule = optax.exponential_decay(
-      config.appearance.lr, max(total_steps, 1), config.appearance.lr_end / config.appearance.lr,
-      end_value=config.appearance.lr_end)
-  return optax.adam(schedule, eps=config.train.adam_eps)
-
-
 def init_state(config: ml_collections.ConfigDict, uvs: np.ndarray, uv_faces: np.ndarray, poses: np.ndarray,
-               optimizer: optax.GradientTransformation, key: jax.Array) -> AppearanceState:
+               settings: optimizers.AppearanceOptimizer, key: jax.Array) -> AppearanceState:
   """Static texture at appearance.texture_init, a fresh dynamic texture, the texture pose PCA."""
   pca = geometry.fit_pose_pca(poses, config.appearance.pose_components)
   codes = np.asarray(geometry.pose_code(pca, jnp.asarray(poses)))
@@ -66,7 +72,7 @@ def init_state(config: ml_collections.ConfigDict, uvs: np.ndarray, uv_faces: np.
   dynamic = module.init(key, jnp.zeros((1, 2)), jnp.zeros((config.appearance.pose_components,)))
   params = {'static': jnp.full((size, size, 3), config.appearance.texture_init, jnp.float32), 'dynamic': dynamic}
   return AppearanceState(
-      step=jnp.int32(0), params=params, opt_state=optimizer.init(params), uvs=jnp.asarray(uvs),
+      step=jnp.int32(0), params=params, opt_state=optimizers.appearance_optimizer(settings).init(params), uvs=jnp.asarray(uvs),
       uv_faces=jnp.asarray(uv_faces), pose_pca=pca, code_min=jnp.asarray(codes.min(0), jnp.float32),
       code_max=jnp.asarray(codes.max(0), jnp.float32))
 
@@ -79,10 +85,10 @@ def texture_code(state: AppearanceState, pose: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=('resolution', 'backend'))
 def rasterize_uv(posed: jax.Array, faces: jax.Array, uvs: jax.Array, uv_faces: jax.Array, world_to_clip: jax.Array,
-                 resolution: tuple[int, int], backend: str) -> tuple[jax.Array, jax.Array]:
-  """Atlas coordinates [H, W, 2] and coverage [H, W] of the posed garment seen by a camera."""
+                 resolution: tuple[int, int], backend: str) -> UVImage:
+  """The atlas coordinates and coverage of the posed garment seen by a camera."""
   rast = render.rasterize(render.to_clip(posed, world_to_clip), faces, resolution, backend)
-  return render.interpolate(uvs, rast, uv_faces), (rast[..., 3] > 0).astype(jnp.float32)
+  return UVImage(render.interpolate(uvs, rast, uv_faces), (rast[..., 3] > 0).astype(jnp.float32))
 
 
 def covered_pixels(coverage: np.ndarray, capacity: int | None = None) -> np.ndarray:
@@ -100,10 +106,9 @@ def shade(module: texture_lib.DynamicTexture, params, uv, code, dynamic_weight, 
 
 
 def appearance_step(state: AppearanceState, batch: AppearanceBatch, *, module: texture_lib.DynamicTexture,
-                    config: ml_collections.FrozenConfigDict,
-                    total_steps: int) -> tuple[AppearanceState, dict[str, jax.Array]]:
+                    settings: optimizers.AppearanceOptimizer) -> tuple[AppearanceState, dict[str, jax.Array]]:
   """One frame of texture fitting; pure, jitted as jit_appearance_step (keyword arguments static)."""
-  optimizer = appearance_optimizer(config, total_steps)
+  optimizer = optimizers.appearance_optimizer(settings)
 
   def loss_fn(params):
     rgb = texture_lib.shade(params['static'], module, params['dynamic'], batch.uv, batch.code, batch.dynamic_weight,
@@ -116,48 +121,32 @@ def appearance_step(state: AppearanceState, batch: AppearanceBatch, *, module: t
   return state._replace(step=state.step + 1, params=params, opt_state=opt_state), {'texture': loss, 'total': loss}
 
 
-jit_appearance_step = jax.jit(appearance_step, static_argnames=('module', 'config', 'total_steps'))
-
-
-def posed_frames(run: train.Run, result: train.GeometryResult) -> tuple[np.ndarray, np.ndarray]:
-  """Host loop: final posed garment of every training frame, (float32 [T, V, 3], faces int32 [F, 3])."""
-  vertices, faces = train.unpadded_template(result.state)
-  dynamic = run.config.train.num_epochs > run.config.train.warmup_epochs
-  epoch = int(result.state.step) // run.bank.num_frames
-  posed = train.deform_all_frames(run, result.state, result.mesh, result.constants, epoch, dynamic).posed
-  return posed[:, : len(vertices)], faces
-
-
-def canonical_mesh(run: train.Run, result: train.GeometryResult) -> tuple[np.ndarray, np.ndarray]:
-  """Host: the J^S-only (displacement baseline: static offsets only) canonical garment (rest space), unpadded."""
-  vertices, faces = train.unpadded_template(result.state)
-  canonical = run.model.static_canonical(result.mesh, result.state.params['static'])
-  return np.asarray(canonical)[: len(vertices)], faces
+TRACES = compiles.TraceCounter()
+jit_appearance_step = jax.jit(TRACES.wrap(appearance_step, 'appearance_step'), static_argnames=('module', 'settings'))
 
 
 def state_template(config: ml_collections.ConfigDict, poses: np.ndarray) -> AppearanceState:
   """An AppearanceState of the right tree structure (tiny atlas) to restore a checkpoint into."""
-  optimizer = appearance_optimizer(config, 1)
-  return init_state(config, np.zeros((3, 2), np.float32), np.zeros((1, 3), np.int32), poses, optimizer,
-                    jax.random.PRNGKey(0))
+  return init_state(config, np.zeros((3, 2), np.float32), np.zeros((1, 3), np.int32), poses,
+                    optimizers.AppearanceOptimizer.from_config(config, 1), jax.random.PRNGKey(0))
 
 
-def train_appearance(run: train.Run, result: train.GeometryResult, checkpointer, reporter,
-                     restored: AppearanceState | None) -> AppearanceState:
+def train_appearance(run: run_lib.Run, result: run_lib.GeometryResult, checkpointer: checkpoint_lib.Checkpointer,
+                     reporter: reporting.Reporter, restored: AppearanceState | None) -> AppearanceState:
   """The appearance epochs on the frozen geometry, continuing `restored` if given."""
   config, bank = run.config, run.bank
   num_frames = bank.num_frames
   total_steps = config.appearance.num_epochs * num_frames
-  optimizer = appearance_optimizer(config, total_steps)
+  settings = optimizers.AppearanceOptimizer.from_config(config, total_steps)
   if restored is not None:
     state = restored
   else:
-    uvs, uv_faces = atlas(*canonical_mesh(run, result))
-    state = init_state(config, uvs, uv_faces, bank.pose, optimizer, jax.random.PRNGKey(config.seed + 1))
+    uvs, uv_faces = atlas(*run_lib.canonical_mesh(run, result))
+    state = init_state(config, uvs, uv_faces, bank.pose, settings, jax.random.PRNGKey(config.seed + 1))
   step = int(state.step)
   if step >= total_steps:
     return state
-  posed, faces = posed_frames(run, result)
+  posed, faces = run_lib.posed_frames(run, result)
   uv_images, coverage = zip(*[
       rasterize_uv(jnp.asarray(posed[t]), jnp.asarray(faces), state.uvs, state.uv_faces,
                    jnp.asarray(bank.world_to_clip[t]), bank.resolution, config.render.backend)
@@ -177,7 +166,7 @@ def train_appearance(run: train.Run, result: train.GeometryResult, checkpointer,
 
   while step < total_steps:
     epoch, position = divmod(step, num_frames)
-    t = int(train.epoch_order(config.seed, epoch, num_frames, phase=1)[position])
+    t = int(loop.epoch_order(config.seed, epoch, num_frames, phase=1)[position])
     code = texture_code(state, jnp.asarray(bank.pose[t]))
     noise_std = texture_lib.linear_decay(step, total_steps, config.appearance.pose_noise_std)
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed + 1), step)
@@ -185,9 +174,9 @@ def train_appearance(run: train.Run, result: train.GeometryResult, checkpointer,
         uv=uv_images[t], coverage=coverage[t], target=bank.rgb[t].astype(np.float32) / 255.0,
         mask=eroded[t], code=code + noise_std * jax.random.normal(key, code.shape),
         dynamic_weight=jnp.float32(epoch >= config.appearance.dynamic_start_epoch), pixels=pixels[t])
-    state, metrics = jit_appearance_step(state, batch, module=module, config=run.frozen, total_steps=total_steps)
+    state, metrics = jit_appearance_step(state, batch, module=module, settings=settings)
     metrics = jax.device_get(metrics)
-    train.check_finite(metrics, int(result.state.step) + step, checkpointer, config.train.log_every_steps)
+    loop.check_finite(metrics, int(result.state.step) + step, checkpointer, config.train.log_every_steps)
     step += 1
     reporter.advance()
     if step % config.train.log_every_steps == 0 or step == total_steps:
@@ -200,11 +189,17 @@ def train_appearance(run: train.Run, result: train.GeometryResult, checkpointer,
   return state
 
 
-def render_textured(config, state: AppearanceState, posed: jax.Array, faces: jax.Array, world_to_clip: jax.Array,
-                    pose: jax.Array, resolution: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-  """Host: textured colour [H, W, 3] and coverage [H, W] of a posed garment from a camera."""
+class Textured(NamedTuple):
+  rgb: np.ndarray  # float32 [H, W, 3], black where the garment does not cover the pixel.
+  coverage: np.ndarray  # float32 [H, W].
+
+
+def render_textured(config: ml_collections.ConfigDict, state: AppearanceState, posed: Float[Array, 'V 3'],
+                    faces: Int[Array, 'F 3'], world_to_clip: Float[Array, '4 4'], pose: Float[Array, 'P'],
+                    resolution: tuple[int, int]) -> Textured:
+  """Host: the textured colour and coverage of a posed garment from a camera."""
   uv, coverage = rasterize_uv(posed, faces, state.uvs, state.uv_faces, world_to_clip, resolution,
                               config.render.backend)
   module = texture_lib.dynamic_texture_from_config(config.appearance)
   rgb = shade(module, state.params, uv, texture_code(state, pose), 1.0, covered_pixels(coverage))
-  return np.asarray(rgb * coverage[..., None]), np.asarray(coverage)
+  return Textured(np.asarray(rgb * coverage[..., None]), np.asarray(coverage))

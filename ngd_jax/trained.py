@@ -1,25 +1,61 @@
-"""Host: a trained run restored from its workdir and posed per frame: what evaluation and export read.
+"""Host: a run restored from its workdir, and posed per frame: what training resumes from and what
+evaluation and export read.
 
-Kept apart from both so that evaluation can draw the export's pictures (evaluate imports export)
-while export restores runs itself: imports flow train -> trained -> export -> evaluate.
+Imports flow run -> texturing -> trained -> views -> evaluate / export (WORKSPACE.md, "Layers").
 """
 
-from typing import NamedTuple
+import os
+from typing import Any, NamedTuple
 
+import jax
 import ml_collections
 import numpy as np
 
 from ngd_jax import checkpoint as checkpoint_lib
 from ngd_jax import pipeline
+from ngd_jax import run as run_lib
 from ngd_jax import texturing
-from ngd_jax import train
+from ngd_jax import workdir as workdir_lib
+
+
+class Restored(NamedTuple):
+  """The latest checkpoint of a workdir, split by phase (appearance is None before that phase)."""
+
+  constants: run_lib.Constants
+  geometry: run_lib.GeometryState
+  appearance: texturing.AppearanceState | None
+  meta: dict[str, Any]
+
+
+def restore_run(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer,
+                step: int | None = None) -> Restored | None:
+  """Host: restores checkpoint `step` (default latest) of the workdir, or None if there is none.
+
+  The meta item says which phase wrote it, hence which items the state holds.
+  """
+  workdir_lib.check(run.config, run.inputs.sequence.path, os.path.dirname(checkpointer.directory))
+
+  def template_of(meta: dict[str, Any]) -> dict[str, Any]:
+    constants = run.fit_constants()
+    state, _ = run.init_state(constants, jax.random.PRNGKey(0))
+    template = {'constants': constants, 'geometry': state}
+    has_appearance = meta['phase'] in ('appearance', 'done') and meta.get('appearance_started', False)
+    if has_appearance:
+      template['appearance'] = texturing.state_template(run.config, run.bank.pose)
+    return template
+
+  restored = checkpointer.restore_latest(template_of, step)  # Skips unreadable checkpoints when step is None.
+  if restored is None:
+    return None
+  return Restored(restored.state['constants'], restored.state['geometry'],
+                  restored.state.get('appearance'), restored.meta)
 
 
 class Trained(NamedTuple):
   """A restored run: inputs, geometry and (if trained) appearance."""
 
-  run: train.Run
-  geometry: train.GeometryResult
+  run: run_lib.Run
+  geometry: run_lib.GeometryResult
   appearance: texturing.AppearanceState | None
   posed: np.ndarray  # float32 [T, V, 3], final garment per training frame.
   faces: np.ndarray  # int32 [F, 3]
@@ -28,18 +64,18 @@ class Trained(NamedTuple):
 
 def load_trained(config: ml_collections.ConfigDict, workdir: str) -> Trained:
   """Host: restores checkpoint eval.checkpoint_step (-1: latest) and poses the garment per frame."""
-  run = train.Run(config, pipeline.load_inputs(config))
+  run = run_lib.Run(config, pipeline.load_inputs(config))
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.train.keep_checkpoints)
   step = None if config.eval.checkpoint_step < 0 else config.eval.checkpoint_step
   try:
-    restored = train.restore_run(run, checkpointer, step)
+    restored = restore_run(run, checkpointer, step)
     # restore_run moves unreadable checkpoints aside, so the latest left is the one restored.
     restored_step = step if step is not None else checkpointer.latest_step()
   finally:
     checkpointer.close()
   if restored is None:
     raise checkpoint_lib.CheckpointError(f'{checkpointer.directory}: no checkpoint. Fix: train first (--mode=train).')
-  geometry = train.GeometryResult(restored.constants, restored.geometry, run.mesh_of_state(restored.geometry),
-                                  restored.meta)
-  posed, faces = texturing.posed_frames(run, geometry)
+  geometry = run_lib.GeometryResult(restored.constants, restored.geometry, run.mesh_of_state(restored.geometry),
+                                    restored.meta)
+  posed, faces = run_lib.posed_frames(run, geometry)
   return Trained(run, geometry, restored.appearance, posed, faces, int(restored_step))

@@ -10,6 +10,8 @@ import pytest
 import trimesh
 
 from ngd_jax import export
+from ngd_jax import images
+from ngd_jax import views
 
 
 def _grid_mesh(n=4):
@@ -206,15 +208,15 @@ def test_animated_glb_with_texture_splits_seams(tmp_path):
 def test_side_by_side_and_colormap():
   a = np.zeros((6, 4, 3), np.float32)
   b = np.ones((6, 5), np.float32)
-  row = export.side_by_side([a, b], gap=2)
+  row = images.side_by_side([a, b], gap=2)
   assert row.shape == (6, 11, 3) and row.dtype == np.uint8
   assert np.all(row[:, :4] == 0) and np.all(row[:, 6:] == 255)
-  labelled = export.side_by_side([a, b], labels=['input', 'render'])
+  labelled = images.side_by_side([a, b], labels=['input', 'render'])
   assert labelled.shape[0] > 6 and labelled.shape[1] == 11
   assert np.any(labelled[:-6] < 255)  # Some text was drawn in the strip.
   with pytest.raises(ValueError, match='share a height'):
-    export.side_by_side([a, b[:5]])
-  error = export.error_colormap(np.zeros((2, 2, 3)), np.array([[0.0, 0.5], [1.0, 2.0]])[..., None]
+    images.side_by_side([a, b[:5]])
+  error = images.error_colormap(np.zeros((2, 2, 3)), np.array([[0.0, 0.5], [1.0, 2.0]])[..., None]
                                 * np.ones(3), error_max=1.0)
   np.testing.assert_array_equal(error[0, 0], [0, 0, 4])
   np.testing.assert_array_equal(error[1, 0], [252, 255, 164])
@@ -225,9 +227,9 @@ def test_side_by_side_and_colormap():
 def test_preview_grid_and_animations(tmp_path):
   rng = np.random.default_rng(0)
   rows = [(rng.random((15, 21, 3)), rng.random((15, 21, 3))) for _ in range(3)]
-  frames = [export.preview_row(a, b, label=str(k)) for k, (a, b) in enumerate(rows)]
+  frames = [images.preview_row(a, b, label=str(k)) for k, (a, b) in enumerate(rows)]
   # Rows of different widths (e.g. a frame without held-out views) are padded with white.
-  narrow = export.side_by_side([rows[0][0]], labels=['only one'])
+  narrow = images.side_by_side([rows[0][0]], labels=['only one'])
   grid = export.write_preview_grid(tmp_path / 'preview.png', frames + [narrow])
   np.testing.assert_array_equal(iio.imread(tmp_path / 'preview.png'), grid)
   assert grid.shape == (3 * (frames[0].shape[0] + 2) + narrow.shape[0] + 2, frames[0].shape[1], 3)
@@ -259,6 +261,6 @@ def test_mp4_without_ffmpeg_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_preview_indices_spread_over_the_whole_sequence():
-  np.testing.assert_array_equal(export.preview_indices(30, 8), [0, 4, 8, 12, 16, 20, 24, 29])
-  np.testing.assert_array_equal(export.preview_indices(4, 8), [0, 1, 2, 3])  # Fewer frames than asked.
-  np.testing.assert_array_equal(export.preview_indices(5, 1), [0])
+  np.testing.assert_array_equal(views.preview_indices(30, 8), [0, 4, 8, 12, 16, 20, 24, 29])
+  np.testing.assert_array_equal(views.preview_indices(4, 8), [0, 1, 2, 3])  # Fewer frames than asked.
+  np.testing.assert_array_equal(views.preview_indices(5, 1), [0])

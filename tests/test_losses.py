@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ngd_jax import losses
+from ngd_jax import supervision
 
 
 def test_huber_quadratic_and_linear_regimes():
@@ -50,7 +51,7 @@ def test_render_loss_parts_and_mask_on_rendered_diffuse():
 def test_target_diffuse_faces_camera():
   normal = jnp.array([[[0.0, 0.0, -1.0], [0.0, 0.0, 1.0], [0.6, 0.0, -0.8]]])
   mask = jnp.ones((1, 3))
-  np.testing.assert_allclose(losses.target_diffuse(normal, mask)[..., 0], [[1.0, 0.0, 0.8]], rtol=1e-6)
+  np.testing.assert_allclose(supervision.target_diffuse(normal, mask)[..., 0], [[1.0, 0.0, 0.8]], rtol=1e-6)
 
 
 def test_jacobian_loss_identity_zero_and_masking():
@@ -132,10 +133,10 @@ def test_penetration_loss_counts_real_vertices_inside_the_margin():
 def test_target_image_for_each_supervision():
   normal = jnp.array([[[0.0, 0.0, -1.0], [0.6, 0.0, -0.8]]])
   mask = jnp.array([[1.0, 0.0]])
-  np.testing.assert_allclose(losses.target_image(normal, mask, 'diffuse')[..., 0], [[1.0, 0.0]], rtol=1e-6)
-  np.testing.assert_allclose(losses.target_image(normal, mask, 'normals'), [[[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]]],
+  np.testing.assert_allclose(supervision.target_image(normal, mask, 'diffuse')[..., 0], [[1.0, 0.0]], rtol=1e-6)
+  np.testing.assert_allclose(supervision.target_image(normal, mask, 'normals'), [[[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]]],
                              atol=1e-7)
-  rendered = losses.supervised_image(jnp.zeros((1, 2, 1)), normal, 'normals')
+  rendered = supervision.supervised_image(jnp.zeros((1, 2, 1)), normal, 'normals')
   np.testing.assert_allclose(rendered[0, 1], [0.8, 0.5, 0.1], rtol=1e-6)
   with pytest.raises(ValueError, match='supervision'):
-    losses.target_image(normal, mask, 'depth')
+    supervision.target_image(normal, mask, 'depth')

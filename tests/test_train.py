@@ -19,7 +19,10 @@ from ngd_jax import checkpoint
 from ngd_jax import data
 from ngd_jax import evaluate
 from ngd_jax import export
+from ngd_jax import loop
+from ngd_jax import pipeline
 from ngd_jax import reporting
+from ngd_jax import run as run_lib
 from ngd_jax import train
 from ngd_jax import workdir as workdir_lib
 from ngd_jax.data import synthetic
@@ -160,7 +163,7 @@ def test_killed_at_random_points_and_resumed_run_matches(uninterrupted, sequence
   while len(targets) < 5:
     targets.add(int(rng.integers(0, 24)))
   mid_save = sorted(targets)[int(rng.integers(0, 5))]  # This kill lands in the first save after its step.
-  original_check, original_save = train.check_finite, checkpoint.Checkpointer.save
+  original_check, original_save = loop.check_finite, checkpoint.Checkpointer.save
   state = {'armed_save': False}
 
   def check(metrics, step, ckpt, interval):
@@ -179,7 +182,7 @@ def test_killed_at_random_points_and_resumed_run_matches(uninterrupted, sequence
       raise Killed(f'killed while saving checkpoint {step} (seed {seed})')
     original_save(self, step, tree, meta)
 
-  monkeypatch.setattr(train, 'check_finite', check)
+  monkeypatch.setattr(loop, 'check_finite', check)
   monkeypatch.setattr(checkpoint.Checkpointer, 'save', save)
   workdir = str(tmp_path)
   kills = 0
@@ -266,10 +269,32 @@ def test_non_finite_loss_names_a_sound_checkpoint(tmp_path):
     def all_steps(self):
       return [10, 20, 30]
 
-  train.check_finite({'total': np.float32(1.0)}, 35, Kept(), 10)
+  loop.check_finite({'total': np.float32(1.0)}, 35, Kept(), 10)
   # Step 35 broke: 30 may hold the diverged update (only 5 finite steps after it), 20 is sound.
-  with pytest.raises(train.NonFiniteLossError, match=r"\['render', 'total'\] at step 35\. Checkpoint 20 is sound .*later ones "
+  with pytest.raises(loop.NonFiniteLossError, match=r"\['render', 'total'\] at step 35\. Checkpoint 20 is sound .*later ones "
                      r"\[30\] may hold diverged .*cp -r .*checkpoints/20 NEW/checkpoints/"):
-    train.check_finite({'render': np.float32(np.nan), 'total': np.float32(np.nan)}, 35, Kept(), 10)
-  with pytest.raises(train.NonFiniteLossError, match=r'no kept checkpoint .* is followed by 30 finite steps'):
-    train.check_finite({'total': np.float32(np.inf)}, 35, Kept(), 30)
+    loop.check_finite({'render': np.float32(np.nan), 'total': np.float32(np.nan)}, 35, Kept(), 10)
+  with pytest.raises(loop.NonFiniteLossError, match=r'no kept checkpoint .* is followed by 30 finite steps'):
+    loop.check_finite({'total': np.float32(np.inf)}, 35, Kept(), 30)
+
+
+def test_logging_intervals_do_not_recompile_the_step(sequence_path):
+  """The step's static arguments hold only what changes the program: other logging, preview and
+  checkpoint intervals reuse the compiled step; another loss weight compiles a new one."""
+
+  def step_once(config):
+    run = run_lib.Run(config, pipeline.load_inputs(config))
+    constants = run.fit_constants()
+    state, mesh = run.init_state(constants, jax.random.PRNGKey(0))
+    batch = run.batch(0, 0, 1.0, run.pose_codes(constants))
+    before = train.TRACES.counts.get('geometry_step', 0)
+    jax.block_until_ready(train.run_step(run, state, mesh, constants, batch, dynamic=False))
+    return train.TRACES.counts['geometry_step'] - before
+
+  config = tiny_config(sequence_path)
+  step_once(config)
+  config.train.log_every_steps, config.train.image_every_steps = 7, 11
+  config.train.checkpoint_every_steps, config.train.keep_checkpoints = 13, 1
+  assert step_once(config) == 0
+  config.loss.jacobian_weight = 0.5
+  assert step_once(config) == 1

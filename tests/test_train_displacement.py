@@ -14,6 +14,7 @@ from test_train import sequence_path  # pylint: disable=unused-import  (module f
 from test_train import tiny_config
 
 from ngd_jax import export
+from ngd_jax import loop
 from ngd_jax import train
 
 
@@ -40,17 +41,17 @@ def test_displacement_baseline_trains_remeshes_evaluates_exports_and_resumes(seq
     assert os.path.getsize(os.path.join(uninterrupted, name)) > 0, name
 
   # Killed at step 10 (after the remesh at step 8; checkpoints at 3, 6, 8, 9), then resumed.
-  original_check = train.check_finite
+  original_check = loop.check_finite
 
   def check(metrics, step, ckpt, interval):
     original_check(metrics, step, ckpt, interval)
     if step == 10:
       raise Killed('killed at step 10')
 
-  monkeypatch.setattr(train, 'check_finite', check)
+  monkeypatch.setattr(loop, 'check_finite', check)
   resumed = str(tmp_path / 'resumed')
   with pytest.raises(Killed):
     train.train_and_evaluate(config, resumed)
-  monkeypatch.setattr(train, 'check_finite', original_check)
+  monkeypatch.setattr(loop, 'check_finite', original_check)
   train.train_and_evaluate(config, resumed)
   assert_same_final_state(uninterrupted, resumed)

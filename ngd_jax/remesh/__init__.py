@@ -21,6 +21,7 @@ from ngd_jax.remesh.refine import valence_deviation
 from ngd_jax.remesh.scores import FaceScoreAccumulator
 from ngd_jax.remesh.scores import FrameFaceStats
 from ngd_jax.remesh.scores import accumulate
+from ngd_jax.remesh.scores import face_pixel_counts
 from ngd_jax.remesh.scores import face_scores
 from ngd_jax.remesh.scores import frame_face_stats
 from ngd_jax.remesh.scores import init_accumulator

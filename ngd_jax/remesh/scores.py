@@ -57,14 +57,22 @@ def normalized_gradient_norm(grad_diffuse: Float[Array, 'h w c'],
   return jnp.where(span > 0, (masked - low) / jnp.where(span > 0, span, 1.0), 0.0)
 
 
+def _pixel_faces(rast: Float[Array, 'h w 4'], face_capacity: int) -> Int[Array, 'p']:
+  """The face of each pixel; background (-1) goes to an out-of-range segment, which segment_sum drops."""
+  face_id = rast[..., 3].reshape(-1).astype(jnp.int32) - 1
+  return jnp.where(face_id >= 0, face_id, face_capacity)
+
+
+def face_pixel_counts(rast: Float[Array, 'h w 4'], face_capacity: int) -> Int[Array, 'f']:
+  """Pixels rasterized to each face of one frame (0: the face is not visible)."""
+  face_id = _pixel_faces(rast, face_capacity)
+  return jax.ops.segment_sum(jnp.ones_like(face_id), face_id, num_segments=face_capacity)
+
+
 def _frame_face_stats(grad_diffuse, mask, rast, face_capacity):
   values = normalized_gradient_norm(grad_diffuse, mask).reshape(-1)
-  face_id = rast[..., 3].reshape(-1).astype(jnp.int32) - 1
-  # Background (-1) goes to an out-of-range segment, which segment_sum drops.
-  face_id = jnp.where(face_id >= 0, face_id, face_capacity)
-  pixel_sum = jax.ops.segment_sum(values, face_id, num_segments=face_capacity)
-  pixel_count = jax.ops.segment_sum(jnp.ones_like(face_id), face_id, num_segments=face_capacity)
-  return FrameFaceStats(pixel_sum, pixel_count)
+  pixel_sum = jax.ops.segment_sum(values, _pixel_faces(rast, face_capacity), num_segments=face_capacity)
+  return FrameFaceStats(pixel_sum, face_pixel_counts(rast, face_capacity))
 
 
 def frame_face_stats(grad_diffuse: Float[Array, '*b h w c'], mask: Float[Array, '*b h w 1'],

@@ -1,0 +1,225 @@
+"""A run's geometry: its inputs and model, the state the geometry phase trains, and inference.
+
+What every phase after loading shares (train, remeshing, texturing, restoring, evaluation and
+export all read it; it imports none of them):
+  - Constants, GeometryState, StepBatch: the pytrees the jitted geometry step takes;
+  - Run: the host-side holder of the inputs, the model and the frame batches;
+  - deform_frame / deform_all_frames / posed_frames / canonical_mesh: the trained garment per frame.
+"""
+
+import functools
+import logging
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from ngd_jax import body
+from ngd_jax import geometry
+from ngd_jax import model as model_lib
+from ngd_jax import optimizers
+from ngd_jax import pipeline
+from ngd_jax import remesh
+from ngd_jax import render
+
+NO_BLEND_EPOCH = -(2**30)  # blend_start_epoch before any remesh: J^D is the network's alone.
+
+
+class Constants(NamedTuple):
+  """Fitted once from the training frames and saved with the run, so evaluation reproduces them."""
+
+  pose_pca: geometry.PosePCA  # Geometry pose code (config.geometry.pose_components).
+  field_bounds: geometry.FieldBounds  # Normalisation of the dynamic field's inputs.
+
+
+class GeometryState(NamedTuple):
+  """Everything the geometry phase needs to continue; what orbax saves (mesh arrays padded)."""
+
+  step: Int[Array, '']  # Steps done (one frame per step).
+  params: dict[str, Any]  # {'static': J^S [Fc, 3, 3] (displacement: offsets [Vc, 3]), 'dynamic': field variables}.
+  opt_state: Any
+  rest_vertices: Float[Array, 'Vc 3']  # Current template (after remeshes), padded.
+  faces: Int[Array, 'Fc 3']  # Padded with (0, 0, 0).
+  num_vertices: Int[Array, '']
+  num_faces: Int[Array, '']
+  scores: remesh.FaceScoreAccumulator  # Remesh face scores of the current epoch.
+  blend_target: Float[Array, 'T Fc 3 3']  # Old J^D per frame after a remesh ([T, Vc, 3]: displacement).
+  blend_start_epoch: Int[Array, '']  # Epoch of the last remesh (NO_BLEND_EPOCH before any).
+  solutions: Float[Array, 'T Vc 3']  # Last canonical solution per frame (CG warm start).
+
+
+class StepBatch(NamedTuple):
+  """One training frame on device."""
+
+  t: Int[Array, '']  # Index of the frame in the bank.
+  frame: model_lib.FrameInputs
+  target: Float[Array, 'H W C']  # supervision.target_image.
+  mask: Float[Array, 'H W']
+  hands: Float[Array, 'H W']
+  depth: Float[Array, 'H W']
+  blend_weight: Float[Array, '']  # Weight of the network J^D (1 outside blending).
+  vertex_noise_std: Float[Array, '']
+  seed: Int[Array, '']  # config.seed.
+  step: Int[Array, '']  # Global step: the step's random draws are keyed by (seed, step).
+
+
+class GeometryResult(NamedTuple):
+  """The geometry phase's outcome: what texturing, evaluation and export read."""
+
+  constants: Constants
+  state: GeometryState
+  mesh: model_lib.GarmentMesh
+  meta: dict[str, Any]
+
+
+def blend_weight(config: ml_collections.ConfigDict, epoch: int, blend_start_epoch: int) -> float:
+  """Host: the network's share of J^D at `epoch` (docs/method.md section 6: it blends in over
+  remesh.blend_epochs after a remesh; 1 before any remesh)."""
+  since_remesh = epoch - blend_start_epoch
+  return float(remesh.blend_weight(since_remesh, config.remesh.blend_epochs)) if since_remesh >= 0 else 1.0
+
+
+def unpadded_template(state: GeometryState) -> tuple[np.ndarray, np.ndarray]:
+  """Host: the real rows of the state's template (vertices float64 [V, 3], faces int32 [F, 3])."""
+  num_vertices, num_faces = int(state.num_vertices), int(state.num_faces)
+  return (
+      np.asarray(state.rest_vertices, np.float64)[:num_vertices],
+      np.asarray(state.faces, np.int32)[:num_faces],
+  )
+
+
+class Run:
+  """Host-side holder of one run's inputs and model (built once per process)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, inputs: pipeline.RunInputs):
+    self.config = config
+    self.inputs = inputs
+    self.bank = inputs.bank
+    self.model = pipeline.make_model(config, self.bank.resolution)
+    self.optimizer_settings = optimizers.GeometryOptimizer.from_config(config.train)
+    self.use_depth = self.bank.has_depth and config.loss.depth_weight > 0
+    if not self.use_depth:
+      logging.info('Depth ordering loss off (no depth maps in the sequence, or loss.depth_weight = 0).')
+
+  def fit_constants(self) -> Constants:
+    """Host: pose PCA over the training poses and field bounds from the skinned template."""
+    bank, config = self.bank, self.config
+    pca = geometry.fit_pose_pca(bank.pose, config.geometry.pose_components)
+    codes = np.asarray(geometry.pose_code(pca, jnp.asarray(bank.pose)))
+    posed = self.template_skinned()
+    bounds = geometry.fit_field_bounds(posed, codes, margin=config.geometry.field_bounds_margin)
+    return Constants(pca, bounds)
+
+  def template_skinned(self) -> np.ndarray:
+    """Host: the template skinned to every training frame, float32 [T, V, 3] (no deformation: the
+    LBS-only baseline of evaluation, and the extent of the field's inputs)."""
+    mesh = self.mesh_for(self.inputs.template_vertices, self.inputs.template_faces)
+    posed = body.lbs_frames(mesh.operators.rest_vertices, mesh.skinning_weights, jnp.asarray(self.bank.transforms))
+    return np.asarray(posed)[:, : len(self.inputs.template_vertices)]
+
+  def pose_codes(self, constants: Constants) -> np.ndarray:
+    """Host: the geometry pose code of every training frame, float32 [T, P]."""
+    return np.asarray(geometry.pose_code(constants.pose_pca, jnp.asarray(self.bank.pose)), np.float32)
+
+  def mesh_for(self, rest_vertices: np.ndarray, faces: np.ndarray) -> model_lib.GarmentMesh:
+    return pipeline.build_mesh(rest_vertices, faces, self.inputs, self.config)
+
+  def init_state(self, constants: Constants, key: jax.Array) -> tuple[GeometryState, model_lib.GarmentMesh]:
+    """Fresh geometry state on the template: J^S = the template's Jacobians (displacement baseline:
+    zero offsets [Vc, 3]), a new network."""
+    mesh = self.mesh_for(self.inputs.template_vertices, self.inputs.template_faces)
+    ops = mesh.operators
+    face_capacity, vertex_capacity = ops.faces.shape[0], ops.rest_vertices.shape[0]
+    centres = jnp.zeros((face_capacity, 3))
+    pose_code = jnp.zeros((constants.pose_pca.components.shape[0],))
+    field_params = self.model.field.init(key, centres, centres, pose_code)
+    params = {'static': self.model.init_static(ops), 'dynamic': field_params}
+    num_frames = self.bank.num_frames
+    state = GeometryState(
+        step=jnp.int32(0),
+        params=params,
+        opt_state=optimizers.geometry_optimizer(self.optimizer_settings).init(params),
+        rest_vertices=ops.rest_vertices,
+        faces=ops.faces,
+        num_vertices=jnp.int32(len(self.inputs.template_vertices)),
+        num_faces=jnp.int32(len(self.inputs.template_faces)),
+        scores=remesh.init_accumulator(face_capacity),
+        blend_target=jnp.zeros((num_frames,) + params['static'].shape, jnp.float32),  # Per-frame J^D (or offsets).
+        blend_start_epoch=jnp.int32(NO_BLEND_EPOCH),
+        solutions=jnp.broadcast_to(ops.rest_vertices, (num_frames, vertex_capacity, 3)),
+    )
+    return state, mesh
+
+  def mesh_of_state(self, state: GeometryState) -> model_lib.GarmentMesh:
+    """Host: rebuilds the mesh-derived arrays of a (restored or remeshed) state."""
+    return self.mesh_for(*unpadded_template(state))
+
+  def batch(self, t: int, step: int, blend: float, pose_codes: np.ndarray) -> StepBatch:
+    """Host: the batch of training frame t at global step `step` (numpy only: no device work).
+
+    `blend` is blend_weight at the step's epoch; `pose_codes` is pose_codes(constants).
+    """
+    bank, config = self.bank, self.config
+    noise = config.train.vertex_noise_std * max(0.0, 1.0 - step / max(config.train.vertex_noise_steps, 1))
+    code = pose_codes[t]
+    if config.train.pose_noise_std > 0:
+      code = code + config.train.pose_noise_std * np.random.default_rng([config.seed, 2, step]).normal(size=code.shape)
+    return StepBatch(
+        t=np.int32(t),
+        frame=pipeline.frame_inputs(bank, t, code.astype(np.float32)),
+        target=bank.target[t],
+        mask=bank.mask[t].astype(np.float32),
+        hands=bank.hands[t].astype(np.float32),
+        depth=bank.depth[t],
+        blend_weight=np.float32(blend),
+        vertex_noise_std=np.float32(noise),
+        seed=np.int32(config.seed),
+        step=np.int32(step),
+    )
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'dynamic'))
+def deform_frame(model: model_lib.GarmentModel, params: dict[str, Any], bounds: geometry.FieldBounds,
+                 mesh: model_lib.GarmentMesh, frame: model_lib.FrameInputs, blend_target: Array,
+                 blend_weight_: Float[Array, ''], dynamic: bool) -> model_lib.Deformation:
+  """The deformation of one frame with the state's parameters (no gradient, jitted once per shape)."""
+  return model.deform(params, bounds, mesh, frame, dynamic=dynamic, blend_target=blend_target,
+                      blend_weight=blend_weight_)
+
+
+@functools.partial(jax.jit, static_argnames=('model',))
+def render_frame(model: model_lib.GarmentModel, mesh: model_lib.GarmentMesh, posed: Float[Array, 'Vc 3'],
+                 frame: model_lib.FrameInputs) -> render.GarmentRender:
+  return model.render(mesh, posed, frame)
+
+
+def deform_all_frames(run: Run, state: GeometryState, mesh: model_lib.GarmentMesh, constants: Constants,
+                      epoch: int, dynamic: bool) -> model_lib.Deformation:
+  """Host loop over the training frames at `epoch`: the Deformation of each, stacked (numpy, padded)."""
+  codes = run.pose_codes(constants)
+  blend = blend_weight(run.config, epoch, int(state.blend_start_epoch))
+  out = []
+  for t in range(run.bank.num_frames):
+    batch = run.batch(t, int(state.step), blend, codes)
+    out.append(jax.device_get(deform_frame(run.model, state.params, constants.field_bounds, mesh, batch.frame,
+                                           state.blend_target[t], batch.blend_weight, dynamic)))
+  return jax.tree.map(lambda *frames: np.stack(frames), *out)
+
+
+def posed_frames(run: Run, result: GeometryResult) -> tuple[np.ndarray, np.ndarray]:
+  """Host loop: final posed garment of every training frame, (float32 [T, V, 3], faces int32 [F, 3])."""
+  vertices, faces = unpadded_template(result.state)
+  dynamic = run.config.train.num_epochs > run.config.train.warmup_epochs
+  epoch = int(result.state.step) // run.bank.num_frames
+  posed = deform_all_frames(run, result.state, result.mesh, result.constants, epoch, dynamic).posed
+  return posed[:, : len(vertices)], faces
+
+
+def canonical_mesh(run: Run, result: GeometryResult) -> tuple[np.ndarray, np.ndarray]:
+  """Host: the J^S-only (displacement baseline: static offsets only) canonical garment (rest space), unpadded."""
+  vertices, faces = unpadded_template(result.state)
+  canonical = run.model.static_canonical(result.mesh, result.state.params['static'])
+  return np.asarray(canonical)[: len(vertices)], faces

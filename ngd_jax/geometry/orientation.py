@@ -1,6 +1,6 @@
 """Host: orient a garment template so every face's normal points away from the body.
 
-The renderer is one-sided (METHOD.md section 3: diffuse = clamp(n . towards camera), front-facing
+The renderer is one-sided (docs/method.md section 3: diffuse = clamp(n . towards camera), front-facing
 = diffuse > 0), so a template wound the other way renders as its own back side and the fit turns
 the garment inside out. User templates and meshes from other tools come wound either way; this
 module makes the winding consistent across each connected piece (breadth-first over shared
@@ -18,6 +18,7 @@ import scipy.sparse
 import scipy.sparse.csgraph
 
 from ngd_jax import errors
+from ngd_jax import meshes
 
 
 class TemplateError(errors.UserError, ValueError):
@@ -42,20 +43,14 @@ def face_pairs(faces: np.ndarray) -> FacePairs:
 
   Raises TemplateError on an edge shared by more than two faces (not orientable as a surface).
   """
-  num_faces = len(faces)
-  start = faces.reshape(-1)
-  end = np.roll(faces, -1, axis=1).reshape(-1)
-  face = np.repeat(np.arange(num_faces), 3)
-  key = np.sort(np.stack([start, end], 1), axis=1)
-  _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
-  inverse = inverse.reshape(-1)
+  adjacency = meshes.edge_adjacency(faces)
+  counts = adjacency.face_count
   if counts.max(initial=0) > 2:
     raise TemplateError(f'{int(np.sum(counts > 2))} edge(s) shared by more than two faces: the template is '
                         'not a manifold surface; remove the extra faces (e.g. fins) before use.')
-  order = np.argsort(inverse, kind='stable')
-  shared = counts[inverse[order]] == 2
-  order = order[shared].reshape(-1, 2)
-  return FacePairs(face[order[:, 0]], face[order[:, 1]], start[order[:, 0]] == start[order[:, 1]])
+  # Two faces traverse an edge the same way when both or neither go forward along it.
+  same_direction = adjacency.forward_count[counts == 2] != 1
+  return FacePairs(adjacency.pairs[:, 0], adjacency.pairs[:, 1], same_direction)
 
 
 def orient_outward(vertices: np.ndarray, faces: np.ndarray, body_vertices: np.ndarray,
@@ -92,9 +87,8 @@ def orient_outward(vertices: np.ndarray, faces: np.ndarray, body_vertices: np.nd
     raise TemplateError(f'{name}: the faces cannot be wound consistently (a non-orientable piece); '
                         'give a template that is an orientable surface.')
   oriented = np.where(flip[:, None], faces[:, ::-1], faces)
-  corners = vertices[oriented]
-  area_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-  centres = corners.mean(axis=1)
+  area_normals = meshes.face_normals(vertices, oriented)
+  centres = vertices[oriented].mean(axis=1)
   body_vertices = np.asarray(body_vertices, np.float64)
   _, nearest_face, barycentric = gpytoolbox.squared_distance(
       centres, body_vertices, np.asarray(body_faces, np.int64), use_cpp=True)

@@ -1,4 +1,4 @@
-"""Host-side adaptive refinement of the rest template: select, split, flip (METHOD.md 6).
+"""Host-side refinement of the rest template: select, split, flip (docs/method.md section 6).
 
 Edges are split at their midpoints when both endpoints lie in selected faces and the rest
 length exceeds a threshold; faces with 1, 2 or 3 split edges become 2, 3 or 4 faces (red-green
@@ -6,15 +6,18 @@ patterns), so the mesh stays conforming. Then one pass of valence-improving flip
 interior edges of the refined region. No collapses. Boundary edges are never flipped, so hems,
 necklines and sleeves stay boundaries (a split boundary edge gives a boundary midpoint).
 
-Guards (the paper's open problems, METHOD.md 9): a flip that would create a non-manifold edge, a
-near-zero-area triangle, or a face whose normal opposes the faces it replaces or their parents
-is undone (not applied) and counted; the final mesh is checked again and the counts reported.
+Guards (the paper's open problems, docs/method.md section 9): a flip that would create a
+non-manifold edge, a near-zero-area triangle, or a face whose normal opposes the faces it replaces
+or their parents is undone (not applied) and counted; the final mesh is checked again and the
+counts reported.
 """
 
 import math
 from typing import NamedTuple
 
 import numpy as np
+
+from ngd_jax import meshes
 
 # Boundary vertices are regular at valence 4, interior ones at 6 (the usual remeshing targets).
 _TARGET_VALENCE_INTERIOR = 6
@@ -66,10 +69,10 @@ class RemeshResult(NamedTuple):
 
 
 def threshold_schedule(remesh_index: int, num_remeshes: int, start: float, end: float) -> float:
-  """Host: minimum rest edge length to split at remesh `remesh_index` (0-based), METHOD.md 6.
+  """Host: minimum rest edge length to split at remesh `remesh_index` (docs/method.md section 6).
 
-  Linear from `start` (remesh.min_edge_start) at the first remesh to `end` (remesh.min_edge_end)
-  at the last; a single remesh uses `start`.
+  remesh_index counts from 0. Linear from `start` (remesh.min_edge_start) at the first remesh to
+  `end` (remesh.min_edge_end) at the last; a single remesh uses `start`.
   """
   if not 0 <= remesh_index < num_remeshes:
     raise ValueError(f'remesh_index must be in [0, {num_remeshes}), got {remesh_index}.')
@@ -102,51 +105,27 @@ def select_faces(scores: np.ndarray, quantile: float) -> np.ndarray:
   return scores > np.quantile(scores, quantile)
 
 
-def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-  """Host: float64 [F, 3] area-weighted normals (cross products, length = 2 x area)."""
-  v = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)]
-  return np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
-
-
 def triangle_quality(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
   """Host: float64 [F], 4 sqrt(3) area / sum of squared edges: 1 equilateral, 0 degenerate."""
-  v = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)]
-  area = 0.5 * np.linalg.norm(face_normals(vertices, faces), axis=-1)
+  vertices, faces = np.asarray(vertices, dtype=np.float64), np.asarray(faces)
+  v = vertices[faces]
+  area = meshes.face_areas(vertices, faces)
   squared = sum(np.sum((v[:, (j + 1) % 3] - v[:, j]) ** 2, axis=-1) for j in range(3))
   return 4.0 * np.sqrt(3.0) * area / np.maximum(squared, np.finfo(np.float64).tiny)
 
 
-class _Edges(NamedTuple):
-  edges: np.ndarray  # int [E, 2], sorted endpoints
-  face_edge: np.ndarray  # int [F, 3], edge j of a face is (face[j], face[(j + 1) % 3])
-  face_count: np.ndarray  # int [E], faces sharing the edge
+class _Valence(NamedTuple):
+  valence: np.ndarray  # int [V], edges at each vertex.
+  target: np.ndarray  # int [V], 4 on the boundary, 6 inside.
 
 
-def _unique_pairs(pairs: np.ndarray):
-  """Unique rows of int pairs [N, 2] (fast integer keys), with inverse and counts."""
-  base = int(pairs.max(initial=0)) + 1
-  keys, inverse, counts = np.unique(pairs[:, 0].astype(np.int64) * base + pairs[:, 1],
-                                    return_inverse=True, return_counts=True)
-  return np.stack([keys // base, keys % base], axis=1), inverse, counts
-
-
-def _half_edges(faces: np.ndarray) -> np.ndarray:
-  """int [3F, 2] directed edges (face[j], face[(j + 1) % 3]), face-major."""
-  return np.stack([faces, np.roll(faces, -1, axis=1)], axis=-1).reshape(-1, 2)
-
-
-def _edges(faces: np.ndarray) -> _Edges:
-  edges, inverse, counts = _unique_pairs(np.sort(_half_edges(faces), axis=1))
-  return _Edges(edges, inverse.reshape(-1, 3), counts)
-
-
-def _valence_targets(faces: np.ndarray, num_vertices: int) -> tuple[np.ndarray, np.ndarray]:
-  e = _edges(faces)
+def _valence_targets(faces: np.ndarray, num_vertices: int) -> _Valence:
+  e = meshes.edge_adjacency(faces)
   valence = np.bincount(e.edges.reshape(-1), minlength=num_vertices)
   boundary = np.zeros(num_vertices, dtype=bool)
   boundary[e.edges[e.face_count == 1].reshape(-1)] = True
   target = np.where(boundary, _TARGET_VALENCE_BOUNDARY, _TARGET_VALENCE_INTERIOR)
-  return valence, target
+  return _Valence(valence, target)
 
 
 def valence_deviation(faces: np.ndarray, num_vertices: int) -> int:
@@ -175,7 +154,7 @@ class _Split(NamedTuple):
 def _split(vertices, faces, split_edge) -> _Split:
   """Midpoint splits by the 1/2/3-edge patterns (2, 3 or 4 children); conforming by design."""
   num_vertices = vertices.shape[0]
-  e = _edges(faces)
+  e = meshes.edge_adjacency(faces)
   split_ids = np.flatnonzero(split_edge)
   midpoint = np.full(e.edges.shape[0], -1, dtype=np.int64)
   midpoint[split_ids] = num_vertices + np.arange(split_ids.size)
@@ -221,7 +200,12 @@ def _split(vertices, faces, split_edge) -> _Split:
                 vertex_parent, num_split)
 
 
-def _triangle(points, i, j, k):
+class _Triangle(NamedTuple):
+  normal: tuple[float, float, float]  # Unit, (0, 0, 0) when degenerate.
+  quality: float  # triangle_quality.
+
+
+def _triangle(points, i, j, k) -> _Triangle:
   """Unit normal and quality of triangle (i, j, k) of a list of 3-tuples (pure Python, per flip)."""
   p, q, r = points[i], points[j], points[k]
   u = (q[0] - p[0], q[1] - p[1], q[2] - p[2])
@@ -230,14 +214,9 @@ def _triangle(points, i, j, k):
   twice_area = math.sqrt(n[0] ** 2 + n[1] ** 2 + n[2] ** 2)
   squared = sum((a - b) ** 2 for s, t in ((p, q), (q, r), (r, p)) for a, b in zip(s, t))
   if twice_area == 0 or squared == 0:
-    return (0.0, 0.0, 0.0), 0.0
+    return _Triangle((0.0, 0.0, 0.0), 0.0)
   unit = (n[0] / twice_area, n[1] / twice_area, n[2] / twice_area)
-  return unit, 2.0 * math.sqrt(3.0) * twice_area / squared
-
-
-def _unit_rows(x):
-  norm = np.linalg.norm(x, axis=-1, keepdims=True)
-  return np.where(norm > 0, x / np.where(norm > 0, norm, 1.0), 0.0)
+  return _Triangle(unit, 2.0 * math.sqrt(3.0) * twice_area / squared)
 
 
 def _dot(a, b):
@@ -257,8 +236,8 @@ def _flip_pass(vertices, faces, face_parent, parent_normals, candidate_edges, mi
   valence, target = valence.tolist(), target.tolist()
   points = [tuple(p) for p in vertices.tolist()]
   tris = faces.tolist()
-  normals = [tuple(n) for n in _unit_rows(face_normals(vertices, faces)).tolist()]
-  ancestor = [tuple(n) for n in _unit_rows(parent_normals[face_parent]).tolist()]
+  normals = [tuple(n) for n in meshes.unit_vectors(meshes.face_normals(vertices, faces)).tolist()]
+  ancestor = [tuple(n) for n in meshes.unit_vectors(parent_normals[face_parent]).tolist()]
   edge_faces: dict[tuple[int, int], list[int]] = {}
   for f, (i, j, k) in enumerate(tris):
     for s, t in ((i, j), (j, k), (k, i)):
@@ -320,19 +299,21 @@ def check_mesh(vertices: np.ndarray, faces: np.ndarray, face_parent: np.ndarray,
   An edge is non-manifold when more than two faces share it or two faces traverse it in the same
   direction (inconsistent orientation).
   """
-  normals = face_normals(vertices, faces)
+  vertices = np.asarray(vertices, dtype=np.float64)
+  normals = meshes.face_normals(vertices, faces)
   flipped = np.einsum('fi,fi->f', normals, parent_normals[face_parent]) <= 0
   degenerate = triangle_quality(vertices, faces) < min_quality
-  e = _edges(faces)
-  _, _, directed_counts = _unique_pairs(_half_edges(faces))
-  nonmanifold = int(np.sum(e.face_count > 2) + np.sum(directed_counts > 1))
+  e = meshes.edge_adjacency(faces)
+  backward_count = e.face_count - e.forward_count
+  nonmanifold = int(np.sum(e.face_count > 2) + np.sum(e.forward_count > 1)
+                    + np.sum(backward_count > 1))
   return MeshCheck(int(flipped.sum()), int(degenerate.sum()), nonmanifold)
 
 
 def refine_mesh(vertices: np.ndarray, faces: np.ndarray, selected: np.ndarray,
                 min_edge_length: float, min_quality: float = 1e-2,
                 flip: bool = True) -> RemeshResult:
-  """Host: split, then flip, the rest template where `selected` (METHOD.md 6).
+  """Host: split, then flip, the rest template where `selected` (docs/method.md section 6).
 
   Args:
     vertices: float [V, 3] rest positions (unpadded).
@@ -359,7 +340,7 @@ def refine_mesh(vertices: np.ndarray, faces: np.ndarray, selected: np.ndarray,
         'faces index outside the vertices; pass the unpadded mesh (see padding.unpad).')
   if selected.shape != (faces.shape[0],):
     raise ValueError(f'selected must be bool [{faces.shape[0]}], got shape {selected.shape}.')
-  e = _edges(faces)
+  e = meshes.edge_adjacency(faces)
   if np.any(e.face_count > 2):
     raise ValueError('input mesh has non-manifold edges (shared by more than two faces).')
 
@@ -370,11 +351,11 @@ def refine_mesh(vertices: np.ndarray, faces: np.ndarray, selected: np.ndarray,
 
   split = _split(vertices, faces, split_edge)
   new_vertices, new_faces, face_parent = split.vertices, split.faces, split.face_parent
-  parent_normals = face_normals(vertices, faces)
+  parent_normals = meshes.face_normals(vertices, faces)
   deviation_split = valence_deviation(new_faces, new_vertices.shape[0])
   counts = _FlipCounts(0, 0, 0, 0)
   if flip and split_edge.any():
-    refined = _edges(new_faces)
+    refined = meshes.edge_adjacency(new_faces)
     in_refined = np.zeros(refined.edges.shape[0], dtype=bool)
     in_refined[refined.face_edge[split.num_split[face_parent] > 0].reshape(-1)] = True
     candidates = refined.edges[in_refined & (refined.face_count == 2)]

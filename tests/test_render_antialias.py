@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ngd_jax import render
-from ngd_jax.render import rasterizer
+from ngd_jax.render import screen
 
 RES = (40, 48)
 
@@ -16,7 +16,7 @@ RES = (40, 48)
 def _dense_reference(color, rast, clip_pos, faces, opposite):
   """Slow reference: the pre-compaction antialias, every horizontal and vertical pair, one image."""
   height, width = rast.shape[:2]
-  fx, fy = rasterizer.ndc_centres(height, width)
+  fx, fy = screen.ndc_centres(height, width)
   centre = jnp.stack(jnp.broadcast_arrays(fx[None, :], fy[:, None]), axis=-1)
   v = clip_pos[faces]
   x, y, w = v[..., 0], v[..., 1], v[..., 3]

@@ -8,7 +8,7 @@ import pytest
 from ngd_jax import render
 from ngd_jax.render import ffi
 from ngd_jax.render import portable
-from ngd_jax.render import rasterizer
+from ngd_jax.render import screen
 
 
 def _kernels(clip, faces, resolution):
@@ -28,7 +28,7 @@ def _reference(clip, faces, resolution):
   (an edge or a depth difference within a small tolerance).
   """
   height, width = resolution
-  fx, fy = rasterizer.ndc_centres(height, width)
+  fx, fy = screen.ndc_centres(height, width)
   p = np.stack(np.broadcast_arrays(fx[None, :].astype(np.float64),
                                    fy[:, None].astype(np.float64), 1.0), -1)  # [H, W, 3]
   clip = np.asarray(clip, np.float64)
@@ -185,7 +185,7 @@ def test_rast_layout_and_barycentrics():
   u, v = rast[..., 0], rast[..., 1]
   b = np.stack([u, v, 1 - u - v], -1)
   point = b @ clip  # Perspective-correct barycentrics give the clip-space point of the pixel.
-  fx, fy = rasterizer.ndc_centres(20, 30)
+  fx, fy = screen.ndc_centres(20, 30)
   rows, cols = np.nonzero(covered)
   p = point[rows, cols]
   np.testing.assert_allclose(p[:, 0] / p[:, 3], fx[cols], atol=1e-5)

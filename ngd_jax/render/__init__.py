@@ -1,5 +1,6 @@
-"""Differentiable renderer (DESIGN.md section 4, METHOD.md section 3)."""
+"""Differentiable renderer (docs/design.md section 4, docs/method.md section 3)."""
 
+from ngd_jax.meshes import vertex_normals
 from ngd_jax.render.antialiasing import antialias
 from ngd_jax.render.antialiasing import build_topology
 from ngd_jax.render.antialiasing import Topology
@@ -11,7 +12,6 @@ from ngd_jax.render.shading import GarmentRender
 from ngd_jax.render.shading import render_colors
 from ngd_jax.render.shading import render_garment
 from ngd_jax.render.shading import to_clip
-from ngd_jax.render.shading import vertex_normals
 from ngd_jax.render.texture import texture
 
 __all__ = [

@@ -23,64 +23,43 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
 import numpy as np
 
-from ngd_jax.render import rasterizer as rasterize_lib
+from ngd_jax import meshes
+from ngd_jax.render import screen
 
 
 class Topology(NamedTuple):
   """Edge adjacency of a triangle mesh, static per topology."""
-  # i32[F, 3]: across edge i (the edge opposite vertex i), the neighbour face's third vertex;
-  # -1 for boundary and non-manifold edges.
-  opposite: jax.Array
+  # Across edge i (the edge opposite vertex i), the neighbour face's third vertex; -1 for boundary
+  # and non-manifold edges.
+  opposite: Int[Array, 'F 3']
 
 
-def build_topology(faces: np.ndarray) -> Topology:
+def build_topology(faces: Int[np.ndarray, 'F 3']) -> Topology:
   """Host: edge -> opposite vertex of the neighbour face, once per topology.
 
   Edges shared by exactly two real faces get the neighbour's opposite vertex; boundary and
   non-manifold edges get -1 (always silhouettes). Degenerate faces (padding (0, 0, 0)) are
   ignored and get -1 everywhere.
-
-  Args:
-    faces: int [F, 3].
-
-  Returns:
-    Topology with opposite i32[F, 3].
   """
   faces = np.asarray(faces, dtype=np.int64)
   if faces.ndim != 2 or faces.shape[1] != 3:
     raise ValueError(f'build_topology: faces must be [F, 3], got {faces.shape}.')
-  num_faces = faces.shape[0]
   real = ((faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])
           & (faces[:, 0] != faces[:, 2]))
-  slot_j, slot_k = np.array([1, 2, 0]), np.array([2, 0, 1])
-  vj, vk = faces[:, slot_j], faces[:, slot_k]  # [F, 3] edge i = (vj, vk).
-  lo, hi = np.minimum(vj, vk).ravel(), np.maximum(vj, vk).ravel()
-  face_of = np.repeat(np.arange(num_faces), 3)
-  slot_of = np.tile(np.arange(3), num_faces)
-  keep = np.repeat(real, 3)
-  lo, hi, face_of, slot_of = lo[keep], hi[keep], face_of[keep], slot_of[keep]
-  order = np.lexsort((hi, lo))
-  lo, hi, face_of, slot_of = lo[order], hi[order], face_of[order], slot_of[order]
-  same = (lo[1:] == lo[:-1]) & (hi[1:] == hi[:-1])
-  run_start = np.concatenate([[True], ~same])
-  run_id = np.cumsum(run_start) - 1
-  run_len = np.bincount(run_id)
-  first = np.flatnonzero(run_start)
-  pairs = first[run_len == 2]
-  opposite = np.full((num_faces, 3), -1, dtype=np.int64)
-  fa, sa, fb, sb = face_of[pairs], slot_of[pairs], face_of[pairs + 1], slot_of[pairs + 1]
-  opposite[fa, sa] = faces[fb, sb]
-  opposite[fb, sb] = faces[fa, sa]
+  opposite = np.full(faces.shape, -1, dtype=np.int64)
+  # The edge opposite vertex i is edge (i + 1) % 3 of the adjacency.
+  opposite[real] = np.roll(meshes.edge_adjacency(faces[real]).opposite, -1, axis=1)
   return Topology(jnp.asarray(opposite, dtype=jnp.int32))
 
 
 class _EdgeData(NamedTuple):
   """Per-face edge functions and flags, gathered by the pixel pairs."""
-  coef: jax.Array  # f32[F, 3, 3]: edge i's (A, B, C), normalized so the face is on the e >= 0 side.
-  use_h: jax.Array  # bool[F, 3]: silhouette edge, steep enough for horizontal pairs.
-  use_v: jax.Array  # bool[F, 3]: silhouette edge for vertical pairs.
+  coef: Float[Array, 'F 3 3']  # Edge i's (A, B, C), normalized so the face is on the e >= 0 side.
+  use_h: Bool[Array, 'F 3']  # Silhouette edge, steep enough for horizontal pairs.
+  use_v: Bool[Array, 'F 3']  # Silhouette edge for vertical pairs.
 
 
 def _edge_data(clip_pos, faces, opposite, resolution) -> _EdgeData:
@@ -89,39 +68,46 @@ def _edge_data(clip_pos, faces, opposite, resolution) -> _EdgeData:
   Computed once per face (differentiable w.r.t. clip_pos), so each pixel pair gathers 9 numbers.
   """
   v = clip_pos[faces]  # [F, 3, 4]
-  x, y, w = v[..., 0], v[..., 1], v[..., 3]
-  j, k = np.array([1, 2, 0]), np.array([2, 0, 1])
-  a = x[:, j] * y[:, k] - y[:, j] * x[:, k]
-  b = y[:, j] * w[:, k] - w[:, j] * y[:, k]
-  c = w[:, j] * x[:, k] - x[:, j] * w[:, k]
-  det = x[:, 0] * b[:, 0] + y[:, 0] * c[:, 0] + w[:, 0] * a[:, 0]
-  s = jnp.where(det > 0, 1.0, -1.0)[:, None]
-  coef = jnp.stack([s * a, s * b, s * c], axis=-1)
+  edges = screen.edge_functions(v[..., 0], v[..., 1], v[..., 3])
+  s = edges.sign[:, None]
+  coef = jnp.stack([s * edges.a, s * edges.b, s * edges.c], axis=-1)
   o = jax.lax.stop_gradient(clip_pos)[jnp.maximum(opposite, 0)]  # [F, 3, 4]
   side = jax.lax.stop_gradient(coef[..., 0] * o[..., 3] + coef[..., 1] * o[..., 0]
                                + coef[..., 2] * o[..., 1])
   silhouette = (opposite < 0) | (side >= 0)
   # Screen gradient of the edge function per pixel step: (2 B / W, 2 C / H).
-  grad_x = jax.lax.stop_gradient(jnp.abs(b)) / resolution[1]
-  grad_y = jax.lax.stop_gradient(jnp.abs(c)) / resolution[0]
+  grad_x = jax.lax.stop_gradient(jnp.abs(edges.b)) / resolution[1]
+  grad_y = jax.lax.stop_gradient(jnp.abs(edges.c)) / resolution[0]
   return _EdgeData(coef, silhouette & (grad_x >= grad_y), silhouette & (grad_y > grad_x))
 
 
-def _owner(rast_a, rast_b):
-  """Triangle ids (i32, -1 background), whether pixel a owns the pair, and the owner triangle.
+class _Owner(NamedTuple):
+  """Who owns a pair of neighbouring pixels a and b; no gradient flows here."""
+  id_a: jax.Array  # i32 triangle of pixel a, -1 background.
+  id_b: jax.Array  # i32 triangle of pixel b, -1 background.
+  a_owns: jax.Array  # bool
+  triangle: jax.Array  # i32 the owner's triangle (0 where neither pixel is covered).
 
-  The owner is the nearer pixel's triangle, or the non-background one; no gradient flows here.
-  """
+
+def _owner(rast_a, rast_b) -> _Owner:
+  """The owner is the nearer pixel's triangle, or the non-background one."""
   id_a = jax.lax.stop_gradient(rast_a[..., 3]).astype(jnp.int32) - 1
   id_b = jax.lax.stop_gradient(rast_b[..., 3]).astype(jnp.int32) - 1
   zw_a, zw_b = jax.lax.stop_gradient(rast_a[..., 2]), jax.lax.stop_gradient(rast_b[..., 2])
   a_owns = (id_a >= 0) & ((id_b < 0) | (zw_a <= zw_b))
-  return id_a, id_b, a_owns, jnp.maximum(jnp.where(a_owns, id_a, id_b), 0)
+  return _Owner(id_a, id_b, a_owns, jnp.maximum(jnp.where(a_owns, id_a, id_b), 0))
 
 
-def _pair_deltas(color_a, color_b, rast_a, rast_b, centre_a, centre_b, coef, use):
-  """Colour changes (delta_a, delta_b) of neighbouring pixels a and b (arrays [..., C])."""
-  id_a, id_b, a_owns, tri = _owner(rast_a, rast_b)
+class _PairDeltas(NamedTuple):
+  """Colour changes of the pixels a and b of each pair, [..., C]."""
+  a: jax.Array
+  b: jax.Array
+
+
+def _pair_deltas(color_a, color_b, rast_a, rast_b, centre_a, centre_b, coef, use) -> _PairDeltas:
+  """Blends each pair across the owner's exit edge where it is a usable silhouette (see top)."""
+  owner = _owner(rast_a, rast_b)
+  a_owns, tri = owner.a_owns, owner.triangle
   p_own = jnp.where(a_owns[..., None], centre_a, centre_b)[..., None, :]
   p_oth = jnp.where(a_owns[..., None], centre_b, centre_a)[..., None, :]
   edge = coef[tri]  # [..., 3, 3]
@@ -132,7 +118,7 @@ def _pair_deltas(color_a, color_b, rast_a, rast_b, centre_a, centre_b, coef, use
   # The segment leaves the owner through the first edge it crosses.
   t_min = jnp.min(t_edge, axis=-1)
   exit_edge = crosses & (t_edge == t_min[..., None])
-  usable = jnp.any(exit_edge & use[tri], axis=-1) & (id_a != id_b)
+  usable = jnp.any(exit_edge & use[tri], axis=-1) & (owner.id_a != owner.id_b)
   t = jnp.clip(t_min, 0.0, 1.0)
   color_own = jnp.where(a_owns[..., None], color_a, color_b)
   color_oth = jnp.where(a_owns[..., None], color_b, color_a)
@@ -140,9 +126,8 @@ def _pair_deltas(color_a, color_b, rast_a, rast_b, centre_a, centre_b, coef, use
                     0.0)
   d_oth = jnp.where((usable & (t >= 0.5))[..., None],
                     (t - 0.5)[..., None] * (color_own - color_oth), 0.0)
-  delta_a = jnp.where(a_owns[..., None], d_own, d_oth)
-  delta_b = jnp.where(a_owns[..., None], d_oth, d_own)
-  return delta_a, delta_b
+  return _PairDeltas(jnp.where(a_owns[..., None], d_own, d_oth),
+                     jnp.where(a_owns[..., None], d_oth, d_own))
 
 
 def _candidates(rast, data: _EdgeData) -> jax.Array:
@@ -158,8 +143,8 @@ def _candidates(rast, data: _EdgeData) -> jax.Array:
   masks = []
   for step, use, in_image in ((1, data.use_h, index % width < width - 1),
                               (width, data.use_v, index < (height - 1) * width)):
-    id_a, id_b, _, tri = _owner(flat_rast, jnp.roll(flat_rast, -step, axis=0))
-    masks.append(in_image & (id_a != id_b) & jnp.any(use, axis=-1)[tri])
+    owner = _owner(flat_rast, jnp.roll(flat_rast, -step, axis=0))
+    masks.append(in_image & (owner.id_a != owner.id_b) & jnp.any(use, axis=-1)[owner.triangle])
   return jnp.stack(masks)
 
 
@@ -169,7 +154,7 @@ def _antialias_pairs(color, rast, data: _EdgeData, candidates, capacity: int):
   Exact when each direction has at most `capacity` candidates (always when capacity >= H W).
   """
   height, width, channels = color.shape
-  fx, fy = rasterize_lib.ndc_centres(height, width)
+  fx, fy = screen.ndc_centres(height, width)
   centre = jnp.stack(jnp.broadcast_arrays(fx[None, :], fy[:, None]), axis=-1).reshape(-1, 2)
   flat_color, flat_rast = color.reshape(-1, channels), rast.reshape(-1, 4)
   out = flat_color
@@ -177,9 +162,9 @@ def _antialias_pairs(color, rast, data: _EdgeData, candidates, capacity: int):
     (a,) = jnp.nonzero(candidate, size=capacity, fill_value=0)
     valid = (jnp.arange(capacity) < jnp.sum(candidate))[:, None]
     b = a + step
-    da, db = _pair_deltas(flat_color[a], flat_color[b], flat_rast[a], flat_rast[b], centre[a],
+    deltas = _pair_deltas(flat_color[a], flat_color[b], flat_rast[a], flat_rast[b], centre[a],
                           centre[b], data.coef, use)
-    out = out.at[a].add(jnp.where(valid, da, 0.0)).at[b].add(jnp.where(valid, db, 0.0))
+    out = out.at[a].add(jnp.where(valid, deltas.a, 0.0)).at[b].add(jnp.where(valid, deltas.b, 0.0))
   return out.reshape(height, width, channels)
 
 
@@ -235,8 +220,9 @@ def default_max_pairs(height: int, width: int) -> int:
   return max(1, height * width // 16)
 
 
-def antialias(color: jax.Array, rast: jax.Array, clip_pos: jax.Array, faces: jax.Array,
-              topology: Topology, max_pairs: int | None = None) -> jax.Array:
+def antialias(color: Float[Array, '*B H W C'], rast: Float[Array, '*B H W 4'],
+              clip_pos: Float[Array, '*B V 4'], faces: Int[Array, 'F 3'], topology: Topology,
+              max_pairs: int | None = None) -> Float[Array, '*B H W C']:
   """Blends colours across silhouette edges (see module docstring).
 
   Only the pixel pairs that can change colour (_candidates) are processed, at most `max_pairs`

@@ -6,13 +6,13 @@ x_ndc = 2(c + 0.5)/W - 1, y_ndc = 1 - 2(r + 0.5)/H (row 0 at the top). Clip w is
 z_cam, and z/w maps z_cam = near to -1 and z_cam = far to +1 (OpenGL).
 """
 
-import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 
-def camera_to_clip(K: jax.Array, world_to_camera: jax.Array, image_size: tuple[int, int],
-                   near: float, far: float) -> jax.Array:
-  """World -> clip matrix f32[4, 4] from K f32[3, 3] (pixels) and world_to_camera f32[4, 4].
+def camera_to_clip(K: Float[Array, '3 3'], world_to_camera: Float[Array, '4 4'],
+                   image_size: tuple[int, int], near: float, far: float) -> Float[Array, '4 4']:
+  """World -> clip matrix from K (pixels) and world_to_camera.
 
   Args:
     K: OpenCV intrinsics in pixels of an image of size image_size (skew K[0, 1] honoured).

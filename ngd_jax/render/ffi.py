@@ -10,6 +10,9 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from ngd_jax.render import screen
 
 _TARGET = 'ngd_rasterize_cpu'
 _BUILD_HINT = ('build it with `pip install -e . --no-build-isolation` or '
@@ -42,18 +45,11 @@ def _register() -> None:
   jax.ffi.register_ffi_target(_TARGET, jax.ffi.pycapsule(lib.NgdRasterizeFfi), platform='cpu')
 
 
-def rasterize_ffi(clip_pos: jax.Array, faces: jax.Array,
-                  resolution: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
-  """Nearest triangle per pixel with the C++ kernel (CPU only).
+def rasterize_ffi(clip_pos: Float[Array, 'V 4'], faces: Int[Array, 'F 3'],
+                  resolution: tuple[int, int]) -> screen.NearestTriangles:
+  """Nearest triangle per pixel with the C++ kernel (CPU only; batch with jax.vmap).
 
-  Args:
-    clip_pos: f32[V, 4] clip-space vertices (batch with jax.vmap).
-    faces: i32[F, 3].
-    resolution: (H, W), static.
-
-  Returns:
-    (depth f32[H, W] z/w with 0 for background, ids i32[H, W] with -1 for background); the same
-    numbers as portable.rasterize_portable.
+  resolution (H, W) is static. The same numbers as portable.rasterize_portable.
   """
   _register()
   height, width = resolution
@@ -62,4 +58,4 @@ def rasterize_ffi(clip_pos: jax.Array, faces: jax.Array,
       (jax.ShapeDtypeStruct((height, width), jnp.float32),
        jax.ShapeDtypeStruct((height, width), jnp.int32)),
       vmap_method='broadcast_all')
-  return call(clip_pos.astype(jnp.float32), faces.astype(jnp.int32))
+  return screen.NearestTriangles(*call(clip_pos.astype(jnp.float32), faces.astype(jnp.int32)))

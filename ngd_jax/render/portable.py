@@ -16,7 +16,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jaxtyping import Array, Bool, Float, Int
 import numpy as np
+
+from ngd_jax.render import screen
 
 # Pixel evaluations per chunk of the while loop over a size class (memory vs. loop overhead).
 _CHUNK_PIXELS = 1 << 20
@@ -43,26 +46,19 @@ def _pprod(a: jax.Array, p: jax.Array) -> jax.Array:
   return ah * p + (a - ah) * p
 
 
-def pixel_centres(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-  """Host: pixel-unit centres px f32[W] (x right) and py f32[H] (y up, row 0 at the top)."""
-  px = (np.arange(width, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5 * width)
-  py = np.float32(0.5 * height) - (np.arange(height, dtype=np.float32) + np.float32(0.5))
-  return px, py
-
-
 class TriangleSetup(NamedTuple):
-  """Per-triangle rasterization constants; arrays with leading dimension F."""
-  a: jax.Array  # f32[F, 3] constant term of edge function i (opposite vertex i).
-  b: jax.Array  # f32[F, 3] coefficient of px.
-  c: jax.Array  # f32[F, 3] coefficient of py.
-  s: jax.Array  # f32[F] sign of the determinant.
-  tl: jax.Array  # bool[F, 3] fill rule: edge i owns the pixels exactly on it.
-  dz: jax.Array  # f32[F, 3] z/w = dz0 + dzx px + dzy py.
-  box: jax.Array  # i32[F, 4] inclusive (c0, c1, r0, r1).
-  active: jax.Array  # bool[F].
+  """Per-triangle rasterization constants."""
+  a: Float[Array, 'F 3']  # Constant term of edge function i (opposite vertex i).
+  b: Float[Array, 'F 3']  # Coefficient of px.
+  c: Float[Array, 'F 3']  # Coefficient of py.
+  s: Float[Array, 'F']  # Sign of the determinant.
+  tl: Bool[Array, 'F 3']  # Fill rule: edge i owns the pixels exactly on it.
+  dz: Float[Array, 'F 3']  # z/w = dz0 + dzx px + dzy py.
+  box: Int[Array, 'F 4']  # Inclusive (c0, c1, r0, r1).
+  active: Bool[Array, 'F']
 
 
-def setup_triangles(clip_pos: jax.Array, faces: jax.Array, height: int,
+def setup_triangles(clip_pos: Float[Array, 'V 4'], faces: Int[Array, 'F 3'], height: int,
                     width: int) -> TriangleSetup:
   """Edge functions, depth plane and bounding box per triangle (csrc SetupTriangle)."""
   num_vertices = clip_pos.shape[0]
@@ -73,18 +69,11 @@ def setup_triangles(clip_pos: jax.Array, faces: jax.Array, height: int,
   big_x, big_y = x * hw, y * hh
   culled = (jnp.all(x > w, 1) | jnp.all(x < -w, 1) | jnp.all(y > w, 1) | jnp.all(y < -w, 1)
             | jnp.all(z > w, 1) | jnp.all(z < -w, 1) | jnp.all(w <= 0, 1))
-  j, k = np.array([1, 2, 0]), np.array([2, 0, 1])
-  # Rows of the adjugate: A_i = X_j Y_k - Y_j X_k, B_i = Y_j w_k - w_j Y_k, C_i = w_j X_k - X_j w_k,
-  # all 18 products in one exact split product: [F, 2 (terms), 3 (A, B, C), 3 (edges)].
-  first = jnp.stack([big_x[:, j], big_y[:, j], w[:, j]], 1)
-  second = jnp.stack([big_y[:, k], w[:, k], big_x[:, k]], 1)
-  terms = _xprod(jnp.stack([first, jnp.roll(first, -1, axis=1)], 1),
-                 jnp.stack([second, jnp.roll(second, 1, axis=1)], 1))
-  abc = terms[:, 0] - terms[:, 1]  # [F, 3 (A, B, C), 3 (edges)]
-  a, b, c = abc[:, 0], abc[:, 1], abc[:, 2]
-  det_terms = _xprod(jnp.stack([big_x[:, 0], big_y[:, 0], w[:, 0]], 1), abc[:, [1, 2, 0], 0])
-  det = (det_terms[:, 0] + det_terms[:, 1]) + det_terms[:, 2]
-  s = jnp.where(det > 0, np.float32(1), np.float32(-1))
+  # Rows of the adjugate (A_i, B_i, C_i) and the determinant, every product exact.
+  edges = screen.edge_functions(big_x, big_y, w, product=_xprod)
+  a, b, c, det = edges
+  abc = jnp.stack([a, b, c], axis=1)  # [F, 3 (A, B, C), 3 (edges)]
+  s = edges.sign
   sb, sc = s[:, None] * b, s[:, None] * c
   tl = (sb > 0) | ((sb == 0) & (sc > 0))
   # Depth plane z/w = dz0 + dzx px + dzy py: (sum_i z_i (A_i, B_i, C_i)) / det.
@@ -124,12 +113,16 @@ def _window_sizes(height: int, width: int) -> list[int]:
   return sizes + [longest]
 
 
-def _draw_window(setup: TriangleSetup, idx: jax.Array, valid: jax.Array, size: int,
-                 px: np.ndarray, py: np.ndarray):
-  """Coverage and z/w of a size x size window at each triangle's box corner.
+class _Window(NamedTuple):
+  """A size x size window of pixels at each of n triangles' box corner."""
+  pixel: jax.Array  # i32[n, size, size] flat pixel index where covered, H W where not.
+  zw: jax.Array  # f32[n, size, size] z/w of the triangle's plane.
 
-  Returns (pixel f32 index [n, size, size] (H*W where not covered), z/w [n, size, size]).
-  """
+
+def _draw_window(setup: TriangleSetup, idx: jax.Array, valid: jax.Array, size: int,
+                 centres: screen.PixelCentres) -> _Window:
+  """Coverage and z/w of a size x size window at each triangle's box corner."""
+  px, py = centres
   height, width = py.shape[0], px.shape[0]
   box = setup.box[idx]
   offs = jnp.arange(size, dtype=jnp.int32)
@@ -154,26 +147,23 @@ def _draw_window(setup: TriangleSetup, idx: jax.Array, valid: jax.Array, size: i
   zw = row_term[:, 3, :, None] + col_term[:, 3, None, :]
   inside &= (zw >= -1) & (zw <= 1)
   pix = rows[:, :, None] * width + cols[:, None, :]
-  return jnp.where(inside, pix, height * width), zw
+  return _Window(jnp.where(inside, pix, height * width), zw)
+
+
+class _Buffers(NamedTuple):
+  """Per-pixel minima of the passes, flat [H W]."""
+  depth: jax.Array  # f32, inf where nothing is drawn.
+  ids: jax.Array  # i32, _NO_ID where nothing is drawn.
 
 
 @functools.partial(jax.jit, static_argnums=2)
-def rasterize_portable(clip_pos: jax.Array, faces: jax.Array,
-                       resolution: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
-  """Nearest triangle per pixel for one image.
-
-  Args:
-    clip_pos: f32[V, 4] clip-space vertices.
-    faces: i32[F, 3].
-    resolution: (H, W), static.
-
-  Returns:
-    (depth f32[H, W] z/w with 0 for background, ids i32[H, W] with -1 for background).
-  """
+def rasterize_portable(clip_pos: Float[Array, 'V 4'], faces: Int[Array, 'F 3'],
+                       resolution: tuple[int, int]) -> screen.NearestTriangles:
+  """Nearest triangle per pixel of one image; resolution (H, W) is static."""
   height, width = resolution
   num_faces = faces.shape[0]
   num_pixels = height * width
-  px, py = pixel_centres(height, width)
+  centres = screen.pixel_centres(height, width)
   setup = setup_triangles(clip_pos.astype(jnp.float32), faces.astype(jnp.int32), height, width)
   sizes = _window_sizes(height, width)
   extent = jnp.maximum(setup.box[:, 1] - setup.box[:, 0], setup.box[:, 3] - setup.box[:, 2]) + 1
@@ -186,17 +176,16 @@ def rasterize_portable(clip_pos: jax.Array, faces: jax.Array,
   def draw_pass(pass_index, buffers):
     """Pass 0: depth scatter-min; pass 1: id scatter-min among triangles at the minimum depth."""
 
-    def update(buffers, pix, zw, idx):
-      zbuf, idbuf = buffers
-      flat = pix.ravel()
+    def update(buffers: _Buffers, window: _Window, idx) -> _Buffers:
+      flat = window.pixel.ravel()
 
       def depth_min():
-        return zbuf.at[flat].min(zw.ravel(), mode='drop'), idbuf
+        return buffers._replace(depth=buffers.depth.at[flat].min(window.zw.ravel(), mode='drop'))
 
       def id_min():
-        at_min = zw == zbuf[jnp.minimum(pix, num_pixels - 1)]
-        cand = jnp.where(at_min, jnp.broadcast_to(idx[:, None, None], zw.shape), _NO_ID)
-        return zbuf, idbuf.at[flat].min(cand.ravel(), mode='drop')
+        at_min = window.zw == buffers.depth[jnp.minimum(window.pixel, num_pixels - 1)]
+        cand = jnp.where(at_min, jnp.broadcast_to(idx[:, None, None], window.zw.shape), _NO_ID)
+        return buffers._replace(ids=buffers.ids.at[flat].min(cand.ravel(), mode='drop'))
 
       return lax.cond(pass_index == 0, depth_min, id_min)
 
@@ -209,17 +198,17 @@ def rasterize_portable(clip_pos: jax.Array, faces: jax.Array,
         local = step * chunk + jnp.arange(chunk, dtype=jnp.int32)
         valid = local < cls_count
         idx = order[jnp.minimum(cls_start + local, num_faces - 1)]
-        pix, zw = _draw_window(setup, idx, valid, size, px, py)
-        return step + 1, update(bufs, pix, zw, idx)
+        return step + 1, update(bufs, _draw_window(setup, idx, valid, size, centres), idx)
 
       _, buffers = lax.while_loop(lambda state, c=count, n=chunk: state[0] * n < c, body,
                                   (jnp.int32(0), buffers))
     return buffers
 
-  zbuf, idbuf = lax.fori_loop(
+  buffers = lax.fori_loop(
       0, 2, draw_pass,
-      (jnp.full((num_pixels,), jnp.inf, jnp.float32), jnp.full((num_pixels,), _NO_ID, jnp.int32)))
-  covered = idbuf != _NO_ID
-  depth = jnp.where(covered, zbuf, 0.0).reshape(height, width)
-  ids = jnp.where(covered, idbuf, -1).reshape(height, width)
-  return depth, ids
+      _Buffers(jnp.full((num_pixels,), jnp.inf, jnp.float32),
+               jnp.full((num_pixels,), _NO_ID, jnp.int32)))
+  covered = buffers.ids != _NO_ID
+  depth = jnp.where(covered, buffers.depth, 0.0).reshape(height, width)
+  ids = jnp.where(covered, buffers.ids, -1).reshape(height, width)
+  return screen.NearestTriangles(depth, ids)

@@ -18,13 +18,16 @@ gives the rasterize gradient w.r.t. clip x, y, w. z/w and ids carry no gradient.
 
 import functools
 import logging
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
 import numpy as np
 
 from ngd_jax.render import ffi
 from ngd_jax.render import portable
+from ngd_jax.render import screen
 
 BACKENDS = ('auto', 'ffi', 'jax')
 MAX_RESOLUTION = 4096  # Pixel coordinates must fit 12 significant bits (csrc/rasterizer.cc).
@@ -55,50 +58,51 @@ def _kernel(backend: str):
   return portable.rasterize_portable
 
 
-def _check_resolution(resolution) -> tuple[int, int]:
+class Resolution(NamedTuple):
+  """An image size, checked against MAX_RESOLUTION."""
+
+  height: int
+  width: int
+
+
+def _check_resolution(resolution) -> Resolution:
   height, width = (int(n) for n in resolution)
   if not (0 < height <= MAX_RESOLUTION and 0 < width <= MAX_RESOLUTION):
     raise ValueError(f'rasterize: resolution {resolution} must be (H, W) with 1 <= H, W <= '
                      f'{MAX_RESOLUTION}.')
-  return height, width
+  return Resolution(height, width)
 
 
-def ndc_centres(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-  """Host: NDC pixel centres fx f32[W] and fy f32[H] (row 0 at the top: fy decreasing)."""
-  fx = (2.0 * (np.arange(width) + 0.5) / width - 1.0).astype(np.float32)
-  fy = (1.0 - 2.0 * (np.arange(height) + 0.5) / height).astype(np.float32)
-  return fx, fy
+def _barycentrics(clip_pos: Float[Array, 'V 4'], faces: Int[Array, 'F 3'],
+                  ids: Int[Array, 'H W']) -> Float[Array, 'H W 2']:
+  """Perspective-correct (u, v) of the triangle `ids` (-1 background), differentiable in clip_pos.
 
-
-def _barycentrics(clip_pos: jax.Array, faces: jax.Array, ids: jax.Array) -> jax.Array:
-  """Perspective-correct (u, v) f32[H, W, 2] of the triangle `ids` (i32[H, W], -1 background).
-
-  b_i = a_i / (a_0 + a_1 + a_2) with a_0 = q_1 x q_2 etc. and q_i = (x_i - fx w_i, y_i - fy w_i):
-  differentiable w.r.t. clip_pos f32[V, 4].
+  b_i = a_i / (a_0 + a_1 + a_2) with a_i the edge function e_i at the pixel centre (fx, fy)
+  (docs/notes.md): the constant term of the edge functions of the corners moved to
+  q_i = (x_i - fx w_i, y_i - fy w_i), so a_0 = q_1 x q_2 subtracts before it multiplies, which
+  keeps the precision of small triangles far from the image centre.
   """
   height, width = ids.shape
-  fx, fy = ndc_centres(height, width)
+  centres = screen.ndc_centres(height, width)
   valid = ids >= 0
   # Gather per face first, then per pixel: the backward pass scatters into [F, 3, 3] once.
   v = clip_pos[faces][:, :, np.array([0, 1, 3])][jnp.maximum(ids, 0)]  # [H, W, 3, (x, y, w)]
-  qx = v[..., 0] - fx[None, :, None] * v[..., 2]
-  qy = v[..., 1] - fy[:, None, None] * v[..., 2]
-  a0 = qx[..., 1] * qy[..., 2] - qy[..., 1] * qx[..., 2]
-  a1 = qx[..., 2] * qy[..., 0] - qy[..., 2] * qx[..., 0]
-  a2 = qx[..., 0] * qy[..., 1] - qy[..., 0] * qx[..., 1]
-  den = jnp.where(valid, a0 + a1 + a2, 1.0)
-  return jnp.where(valid[..., None], jnp.stack([a0, a1], axis=-1) / den[..., None], 0.0)
+  qx = v[..., 0] - centres.x[None, :, None] * v[..., 2]
+  qy = v[..., 1] - centres.y[:, None, None] * v[..., 2]
+  a = screen.edge_functions(qx, qy, v[..., 2]).a
+  den = jnp.where(valid, a[..., 0] + a[..., 1] + a[..., 2], 1.0)
+  return jnp.where(valid[..., None], a[..., :2] / den[..., None], 0.0)
 
 
 def _rasterize_one(clip_pos, faces, resolution, kernel):
-  depth, ids = kernel(jax.lax.stop_gradient(clip_pos), faces, resolution)
-  uv = _barycentrics(clip_pos, faces, ids)
+  nearest = kernel(jax.lax.stop_gradient(clip_pos), faces, resolution)
+  uv = _barycentrics(clip_pos, faces, nearest.ids)
   return jnp.concatenate(
-      [uv, depth[..., None], (ids + 1).astype(jnp.float32)[..., None]], axis=-1)
+      [uv, nearest.depth[..., None], (nearest.ids + 1).astype(jnp.float32)[..., None]], axis=-1)
 
 
-def rasterize(clip_pos: jax.Array, faces: jax.Array, resolution: tuple[int, int],
-              backend: str = 'auto') -> jax.Array:
+def rasterize(clip_pos: Float[Array, '*B V 4'], faces: Int[Array, 'F 3'],
+              resolution: tuple[int, int], backend: str = 'auto') -> Float[Array, '*B H W 4']:
   """Rasterizes triangles: f32[B, V, 4] | f32[V, 4] clip positions -> f32[B, H, W, 4] | [H, W, 4].
 
   Args:
@@ -129,7 +133,8 @@ def _interpolate_one(attr, rast, faces):
   return jnp.where((ids >= 0)[..., None], out, 0.0)
 
 
-def interpolate(attr: jax.Array, rast: jax.Array, faces: jax.Array) -> jax.Array:
+def interpolate(attr: Float[Array, '*B V C'], rast: Float[Array, '*B H W 4'],
+                faces: Int[Array, 'F 3']) -> Float[Array, '*B H W C']:
   """Per-pixel attributes: f32[B, V, C] | [V, C] -> f32[B, H, W, C] | [H, W, C], 0 on background.
 
   Differentiable w.r.t. attr and, through rast's (u, v), w.r.t. the clip positions.

@@ -1,4 +1,4 @@
-"""NGD shading of the posed garment (METHOD.md section 3) and a per-vertex colour renderer.
+"""NGD shading of the posed garment (docs/method.md section 3) and a per-vertex colour renderer.
 
 render_garment rasterizes the garment and returns the channels compared with the video:
 - normal: area-weighted vertex normals, rotated into the camera frame (OpenCV: x right, y down,
@@ -17,49 +17,42 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
 
+from ngd_jax import meshes
 from ngd_jax.render import antialiasing as antialias_lib
 from ngd_jax.render import rasterizer as rasterize_lib
 
 
 class GarmentRender(NamedTuple):
   """Rendered channels of one frame (shapes for resolution (H, W))."""
-  diffuse: jax.Array  # f32[H, W, 1]
-  alpha: jax.Array  # f32[H, W, 1]
-  depth: jax.Array  # f32[H, W, 1] (1 - z_ndc) / 2, 0 background.
-  normal: jax.Array  # f32[H, W, 3] camera frame (OpenCV), interpolated vertex normals.
-  front: jax.Array  # f32[H, W, 1] 1 where diffuse > 0.
-  rast: jax.Array  # f32[H, W, 4] (u, v, z/w, id + 1).
+  diffuse: Float[Array, 'H W 1']
+  alpha: Float[Array, 'H W 1']
+  depth: Float[Array, 'H W 1']  # (1 - z_ndc) / 2, 0 background.
+  normal: Float[Array, 'H W 3']  # Camera frame (OpenCV), interpolated vertex normals.
+  front: Float[Array, 'H W 1']  # 1 where diffuse > 0.
+  rast: Float[Array, 'H W 4']  # (u, v, z/w, id + 1).
 
 
 class ColorRender(NamedTuple):
   """Per-vertex colours rendered for one frame."""
-  rgb: jax.Array  # f32[H, W, C], 0 background.
-  coverage: jax.Array  # f32[H, W, 1]
-  rast: jax.Array  # f32[H, W, 4]
+  rgb: Float[Array, 'H W C']  # 0 background.
+  coverage: Float[Array, 'H W 1']
+  rast: Float[Array, 'H W 4']
 
 
-def to_clip(vertices: jax.Array, world_to_clip: jax.Array) -> jax.Array:
-  """World points f32[V, 3] -> clip positions f32[V, 4]."""
+def to_clip(vertices: Float[Array, 'V 3'],
+            world_to_clip: Float[Array, '4 4']) -> Float[Array, 'V 4']:
+  """World points -> clip positions."""
   homogeneous = jnp.concatenate([vertices, jnp.ones_like(vertices[:, :1])], axis=-1)
   return homogeneous @ world_to_clip.T
 
 
-def vertex_normals(vertices: jax.Array, faces: jax.Array) -> jax.Array:
-  """Area-weighted unit vertex normals f32[V, 3]; 0 for vertices of no (non-degenerate) face."""
-  v = vertices[faces]
-  face_n = jnp.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])  # Length = 2 x area.
-  summed = jax.ops.segment_sum(jnp.repeat(face_n, 3, axis=0), faces.reshape(-1),
-                               num_segments=vertices.shape[0])
-  sq = jnp.sum(summed * summed, axis=-1, keepdims=True)
-  return summed * jax.lax.rsqrt(jnp.maximum(sq, 1e-30)) * (sq > 0)
-
-
-def render_garment(vertices: jax.Array, faces: jax.Array, topology: antialias_lib.Topology,
-                   world_to_clip: jax.Array, world_to_camera: jax.Array,
-                   resolution: tuple[int, int], backend: str = 'auto',
-                   antialias: bool = True) -> GarmentRender:
-  """Renders the NGD channels of one frame (METHOD.md section 3); jit and vmap friendly.
+def render_garment(vertices: Float[Array, 'V 3'], faces: Int[Array, 'F 3'],
+                   topology: antialias_lib.Topology, world_to_clip: Float[Array, '4 4'],
+                   world_to_camera: Float[Array, '4 4'], resolution: tuple[int, int],
+                   backend: str = 'auto', antialias: bool = True) -> GarmentRender:
+  """Renders the NGD channels of one frame (docs/method.md section 3); jit and vmap friendly.
 
   Args:
     vertices: f32[V, 3] posed garment in world coordinates (padded meshes allowed).
@@ -77,7 +70,7 @@ def render_garment(vertices: jax.Array, faces: jax.Array, topology: antialias_li
   faces = jnp.asarray(faces, jnp.int32)
   clip = to_clip(vertices, world_to_clip)
   rast = rasterize_lib.rasterize(clip, faces, resolution, backend)
-  normals_cam = vertex_normals(vertices, faces) @ world_to_camera[:3, :3].T
+  normals_cam = meshes.vertex_normals(vertices, faces) @ world_to_camera[:3, :3].T
   attrs = jnp.concatenate([normals_cam, clip[:, 2:4]], axis=-1)
   pixel = rasterize_lib.interpolate(attrs, rast, faces)
   covered = rast[..., 3:4] > 0
@@ -94,11 +87,11 @@ def render_garment(vertices: jax.Array, faces: jax.Array, topology: antialias_li
                        normal=image[..., 3:6], front=front, rast=rast)
 
 
-def render_colors(vertices: jax.Array, faces: jax.Array, colors: jax.Array,
-                  world_to_clip: jax.Array, resolution: tuple[int, int],
-                  topology: antialias_lib.Topology | None = None,
+def render_colors(vertices: Float[Array, 'V 3'], faces: Int[Array, 'F 3'],
+                  colors: Float[Array, 'V C'], world_to_clip: Float[Array, '4 4'],
+                  resolution: tuple[int, int], topology: antialias_lib.Topology | None = None,
                   backend: str = 'auto') -> ColorRender:
-  """Renders per-vertex colours f32[V, C] (e.g. body + garment RGB for synthetic data).
+  """Renders per-vertex colours (e.g. body + garment RGB for synthetic data).
 
   With a topology, colour and coverage are antialiased (soft silhouettes); without, they are
   hard-edged.

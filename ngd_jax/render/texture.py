@@ -8,10 +8,11 @@ u = (j + 0.5) / Wt, v = 1 - (i + 0.5) / Ht. Lookups outside the texel centres cl
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 
-def texture(tex: jax.Array, uv: jax.Array) -> jax.Array:
-  """Bilinear lookup: tex f32[Ht, Wt, C], uv f32[..., 2] -> f32[..., C].
+def texture(tex: Float[Array, 'Ht Wt C'], uv: Float[Array, '*N 2']) -> Float[Array, '*N C']:
+  """Bilinear lookup of tex at uv.
 
   Differentiable w.r.t. tex and uv (the uv gradient is the piecewise-constant slope between
   texel centres, zero where clamped).

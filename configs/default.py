@@ -38,10 +38,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.geometry = ml_collections.ConfigDict()
   config.geometry.parameterization = 'jacobian'  # 'jacobian': J^S + J^D -> Poisson (the method); 'displacement':
   # per-vertex rest-space offsets, static + f_G with 3 outputs per vertex, no solve (the DGarment-style baseline).
-  config.geometry.solver = 'auto'  # 'auto' (fastest on the platform, see benchmarks/), 'cg' or 'cholesky'.
+  config.geometry.solver = 'auto'  # 'auto' (by backend and size: poisson.resolve_solver), 'dense', 'cholesky' or 'cg'.
+  config.geometry.dense_max_vertices = 20000  # 'auto' builds no dense inverse (4 Vc^2 bytes) above this vertex capacity.
   config.geometry.cg_tol = 1e-6  # Relative residual tolerance of the conjugate gradient solve.
   config.geometry.cg_maxiter = 2000  # Iteration cap of the conjugate gradient solve.
-  config.geometry.cg_warm_start = True  # Start CG from the previous solution of the same frame.
+  config.geometry.cg_warm_start = True  # Start CG from the previous solution of the same frame (False: from zero).
   config.geometry.anchor = 'top'  # Translation is not learned: the solve keeps a weighted mean of the vertices in place.
   # 'centroid': the template's vertex centroid (the paper: a short template's waist rises as the fit lengthens it,
   # tests/test_pipeline.py); 'top' (departs from the paper): the template's highest band, from which the garment

@@ -14,7 +14,7 @@ _CHOICES = {
     'template.source': ('sequence', 'body'),
     'template.garment': ('', 'skirt', 'dress', 'tshirt', 'trousers'),
     'skinning.method': ('exp', 'knn'),
-    'geometry.solver': ('auto', 'cg', 'cholesky'),
+    'geometry.solver': ('auto', 'cg', 'cholesky', 'dense'),
     'geometry.parameterization': ('jacobian', 'displacement'),
     'geometry.anchor': ('centroid', 'top'),
     'loss.supervision': ('diffuse', 'normals'),
@@ -84,6 +84,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f'--config.train.warmup_epochs={config.train.warmup_epochs} must lie in [0, train.num_epochs='
         f'{config.train.num_epochs}].'
     )
+  if not config.geometry.dense_max_vertices >= 0:
+    raise ConfigError(f'--config.geometry.dense_max_vertices={config.geometry.dense_max_vertices} must be >= 0 '
+                      "(0: 'auto' never uses the dense solver).")
   if config.render.far <= config.render.near:
     raise ConfigError('--config.render.far must be larger than --config.render.near.')
   if not 0.0 < config.remesh.quantile < 1.0:

@@ -60,7 +60,7 @@ class GarmentModel:
   """Static description of the forward model; its methods are pure functions of their arguments."""
 
   field: geometry.DynamicJacobianField
-  solver: str  # 'cg' or 'cholesky' (already resolved).
+  solver: str  # config.geometry.solver; 'auto' follows the mesh (dense when it carries an inverse, poisson_solve).
   cg_tol: float
   cg_maxiter: int
   resolution: tuple[int, int]  # (H, W) of the rendered images.
@@ -69,6 +69,7 @@ class GarmentModel:
   # 'jacobian' (the method) or 'displacement': per-vertex rest-space offsets replace the Jacobians and
   # the Poisson solve (the DGarment-style baseline of issue 11); config.geometry.parameterization.
   parameterization: str = 'jacobian'
+  cg_warm_start: bool = True  # config.geometry.cg_warm_start: False ignores the x0 of solve().
 
   def init_static(self, operators: geometry.PoissonOperators) -> Array:
     """J^S at initialisation [Fc, 3, 3] (the template's Jacobians), or zero offsets [Vc, 3]."""
@@ -88,7 +89,8 @@ class GarmentModel:
 
   def solve(self, mesh: GarmentMesh, jacobians: Array, x0: Array | None = None) -> Float[Array, 'Vc 3']:
     return geometry.poisson_solve(
-        mesh.operators, jacobians, self.solver, x0=x0, tol=self.cg_tol, maxiter=self.cg_maxiter
+        mesh.operators, jacobians, self.solver, x0=x0 if self.cg_warm_start else None, tol=self.cg_tol,
+        maxiter=self.cg_maxiter
     )
 
   def skin(self, mesh: GarmentMesh, canonical: Array, frame: FrameInputs) -> Float[Array, 'Vc 3']:

@@ -140,8 +140,11 @@ def build_mesh(
   face_capacity = remesh.capacity(len(faces), multiple)
   operators = geometry.build_operators(rest_vertices, faces, vertex_capacity, face_capacity,
                                        anchor_weights(rest_vertices, faces, config))
-  if geometry.resolve_solver(config.geometry.solver) == 'cholesky':
+  solver = geometry.resolve_solver(config.geometry.solver, vertex_capacity, config.geometry.dense_max_vertices)
+  if solver == 'cholesky':
     geometry.register_factor(rest_vertices, faces, operators)
+  elif solver == 'dense':
+    operators = geometry.attach_dense_inverse(rest_vertices, faces, operators)
   weights = body.garment_skinning_weights(
       rest_vertices,
       seq.body.rest_vertices,
@@ -171,9 +174,10 @@ def padded_face_pairs(faces: np.ndarray, face_capacity: int) -> jax.Array:
 def make_model(config: ml_collections.ConfigDict, resolution: tuple[int, int]) -> model_lib.GarmentModel:
   return model_lib.GarmentModel(
       field=geometry.dynamic_field_from_config(config.geometry),
-      solver=geometry.resolve_solver(config.geometry.solver),
+      solver=config.geometry.solver,
       cg_tol=config.geometry.cg_tol,
       cg_maxiter=config.geometry.cg_maxiter,
+      cg_warm_start=config.geometry.cg_warm_start,
       resolution=tuple(int(n) for n in resolution),
       backend=config.render.backend,
       antialias=config.render.antialias,

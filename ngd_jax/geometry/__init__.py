@@ -7,11 +7,16 @@ from ngd_jax.geometry.fields import fit_field_bounds
 from ngd_jax.geometry.fields import init_static_jacobians
 from ngd_jax.geometry.fields import normalize_field_inputs
 from ngd_jax.geometry.operators import build_operators
+from ngd_jax.geometry.operators import DenseInverse
 from ngd_jax.geometry.operators import jacobians
 from ngd_jax.geometry.operators import PoissonOperators
+from ngd_jax.geometry.poisson import attach_dense_inverse
 from ngd_jax.geometry.poisson import poisson_solve
+from ngd_jax.geometry.poisson import poisson_solve_with_info
 from ngd_jax.geometry.poisson import register_factor
 from ngd_jax.geometry.poisson import resolve_solver
+from ngd_jax.geometry.poisson import SolveInfo
+from ngd_jax.geometry.poisson import warn_if_capped
 from ngd_jax.geometry.orientation import face_pairs
 from ngd_jax.geometry.orientation import FacePairs
 from ngd_jax.geometry.orientation import orient_outward

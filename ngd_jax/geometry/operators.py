@@ -27,6 +27,21 @@ import scipy.sparse
 import scipy.sparse.csgraph
 
 
+class DenseInverse(NamedTuple):
+  """What the 'dense' Poisson solver keeps per topology (built by poisson.attach_dense_inverse).
+
+  Attributes:
+    inverse: float32 [Vc, Vc], inverse of the pinned system from its float32 Cholesky factor
+      (padding vertices are pinned, so the padded system is positive definite).
+    row_sums: float32 [Vc], row sums of the pinned system computed in float64: 0 up to rounding
+      except next to the pins, 1 at pinned rows. The refinement residual needs them exact
+      (poisson.py).
+  """
+
+  inverse: jax.Array
+  row_sums: jax.Array
+
+
 class PoissonOperators(NamedTuple):
   """Operators of one topology, padded to capacities (Vc vertices, Fc faces, nnz entries).
 
@@ -51,6 +66,7 @@ class PoissonOperators(NamedTuple):
     anchor: float32 [3], that weighted mean on the template.
     topology_key: int32 [2], content hash of (rest vertices, faces, capacities); keys the host
       Cholesky factor (see poisson.py).
+    dense_inverse: the 'dense' solver's data (poisson.attach_dense_inverse), None without it.
   """
 
   faces: jax.Array
@@ -69,6 +85,7 @@ class PoissonOperators(NamedTuple):
   anchor_weights: jax.Array
   anchor: jax.Array
   topology_key: jax.Array
+  dense_inverse: DenseInverse | None = None
 
 
 class HostSystem(NamedTuple):

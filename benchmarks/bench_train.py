@@ -56,6 +56,7 @@ from configs import demo
 from ngd_jax import data
 from ngd_jax import frames
 from ngd_jax import hash_encoding
+from ngd_jax import loop
 from ngd_jax import losses
 from ngd_jax import optimizers
 from ngd_jax import pipeline
@@ -167,16 +168,20 @@ def load_run(sequence: str, resolution: int, target_faces: int) -> run_lib.Run:
                                               pipeline.body_distance_grid(seq, vertices, config)))
 
 
-def geometry_pieces(run: run_lib.Run, state, mesh, constants, batch, dynamic: bool):
-  """Each piece of geometry_step as (name, fn, args): its own jittable function on the step's inputs."""
+def geometry_pieces(run: run_lib.Run, state, mesh, constants, frames, batch, dynamic: bool):
+  """Each piece of geometry_step as (name, fn, args): its own jittable function on the step's inputs
+  (the step's first frame)."""
+  t = batch.t[0]
+  frame = pipeline.frame_inputs(frames, t, batch.pose_code[0])
+  images = train.frame_images(frames, t)
   model, config = run.model, run.config
   params = state.params
-  x0 = state.solutions[batch.t]
+  x0 = state.solutions[t]
   face_capacity = mesh.operators.faces.shape[0]
   deform = jax.jit(functools.partial(model.deform, dynamic=dynamic))
-  deformation = deform(params, constants.field_bounds, mesh, batch.frame, blend_target=state.blend_target[batch.t],
+  deformation = deform(params, constants.field_bounds, mesh, frame, blend_target=state.blend_target[t],
                        blend_weight=batch.blend_weight, x0=x0)
-  out = jax.jit(model.render)(mesh, deformation.posed, batch.frame)
+  out = jax.jit(model.render)(mesh, deformation.posed, frame)
   key = jax.random.PRNGKey(1)
   image_cotangent = jax.random.normal(key, out.diffuse.shape[:2] + (3,))
   vertex_cotangent = jax.random.normal(key, deformation.posed.shape)
@@ -206,11 +211,11 @@ def geometry_pieces(run: run_lib.Run, state, mesh, constants, batch, dynamic: bo
 
   def losses_fwd_bwd(out, deformation, batch):
     key = jax.random.fold_in(jax.random.PRNGKey(batch.seed), batch.step)
-    pairs = losses.sample_depth_pairs(key, batch.mask, config.loss.depth_pairs, config.loss.depth_box,
+    pairs = losses.sample_depth_pairs(key, images.mask, config.loss.depth_pairs, config.loss.depth_box,
                                       config.loss.depth_pairs_in_mask)
 
     def total(out, deformation):
-      terms = train.frame_losses(out, deformation, jnp.zeros_like(batch.target), batch, mesh, pairs,
+      terms = train.frame_losses(out, deformation, jnp.zeros_like(images.target), images, mesh, pairs,
                                  loss_config=ml_collections.FrozenConfigDict(config.loss), dynamic=dynamic, use_depth=run.use_depth)
       return sum(terms.values())
     return jax.value_and_grad(total, argnums=(0, 1))(out, deformation)
@@ -227,8 +232,8 @@ def geometry_pieces(run: run_lib.Run, state, mesh, constants, batch, dynamic: bo
   jac_cotangent = jax.random.normal(key, deformation.jacobians.shape)
   pieces = []
   if dynamic:
-    static_posed = model.skin(mesh, jax.jit(model.solve)(mesh, params['static'], x0), batch.frame)
-    pieces.append(('network', network_fwd_bwd, (params['dynamic'], mesh, static_posed, batch.frame, jac_cotangent)))
+    static_posed = model.skin(mesh, jax.jit(model.solve)(mesh, params['static'], x0), frame)
+    pieces.append(('network', network_fwd_bwd, (params['dynamic'], mesh, static_posed, frame, jac_cotangent)))
     pieces.append(('solve_static', functools.partial(geometry_solve, solver=model.solver),
                    (mesh, params['static'], x0)))
   for solver in ('cholesky', 'cg'):
@@ -236,17 +241,18 @@ def geometry_pieces(run: run_lib.Run, state, mesh, constants, batch, dynamic: bo
     pieces.append((name, functools.partial(solve_fwd_bwd, solver),
                    (mesh, deformation.jacobians, x0, vertex_cotangent)))
   pieces += [
-      ('skin', skin_fwd_bwd, (mesh, deformation.canonical, batch.frame, vertex_cotangent)),
-      ('render', render_fwd_bwd, (mesh, deformation.posed, batch.frame, image_cotangent)),
+      ('skin', skin_fwd_bwd, (mesh, deformation.canonical, frame, vertex_cotangent)),
+      ('render', render_fwd_bwd, (mesh, deformation.posed, frame, image_cotangent)),
       ('losses', losses_fwd_bwd, (out, deformation, batch)),
       ('optimizer', optimizer_update, (grads, state.opt_state, params)),
-      ('scores', scores, (out.diffuse, batch.mask, out.rast, state.scores)),
+      ('scores', scores, (out.diffuse, images.mask, out.rast, state.scores)),
   ]
   return pieces
 
 
-def appearance_setup(run: run_lib.Run, state, mesh, constants, batch):
-  """Host: appearance state and batch as train_appearance builds them, on the template geometry."""
+def appearance_setup(run: run_lib.Run, state, mesh, constants):
+  """Host: appearance state and step inputs (frames, batch of frame 0, log sums) as train_appearance
+  builds them, on the template geometry."""
   config = run.config
   vertices, faces = run_lib.unpadded_template(state)
   uvs, uv_faces = texturing.atlas(vertices, faces)
@@ -254,23 +260,21 @@ def appearance_setup(run: run_lib.Run, state, mesh, constants, batch):
   settings = optimizers.AppearanceOptimizer.from_config(config, total_steps)
   optimizer = optimizers.appearance_optimizer(settings)
   app_state = texturing.init_state(config, uvs, uv_faces, run.bank.pose, settings, jax.random.PRNGKey(1))
-  posed = run.model.deform(state.params, constants.field_bounds, mesh, batch.frame, dynamic=False).posed
-  uv, coverage = texturing.rasterize_uv(posed[: len(vertices)], jnp.asarray(faces), app_state.uvs,
-                                        app_state.uv_faces, batch.frame.world_to_clip, run.bank.resolution,
-                                        config.render.backend)
-  mask = losses.erode(jnp.asarray(run.bank.mask[0], jnp.float32), config.loss.texture_erode)
-  app_batch = texturing.AppearanceBatch(
-      uv=uv, coverage=coverage, target=jnp.asarray(run.bank.rgb[0], jnp.float32) / 255.0, mask=mask,
-      code=texturing.texture_code(app_state, jnp.asarray(run.bank.pose[0])), dynamic_weight=jnp.float32(1.0),
-      pixels=jnp.asarray(texturing.covered_pixels(np.asarray(coverage))))
+  frames = texturing.appearance_frames(run, run_lib.GeometryResult(constants, state, mesh, {}), app_state)
+  batch = jax.device_put(texturing.AppearanceBatch(t=np.int32(0), noise_std=np.float32(0.0),
+                                                   dynamic_weight=np.float32(1.0), seed=np.int32(1),
+                                                   step=np.int32(0)))
+  log = jax.device_put(loop.LogSums.zeros(texturing.METRICS))
   module = texture_lib.dynamic_texture_from_config(config.appearance)
   step = functools.partial(texturing.appearance_step, module=module, settings=settings)
-  return app_state, app_batch, module, optimizer, step
+  return app_state, (frames, batch, log), module, optimizer, step
 
 
-def appearance_pieces(app_state, app_batch, module, optimizer):
+def appearance_pieces(app_state, frames, module, optimizer):
+  """Each piece of appearance_step on frame 0, as (name, fn, args)."""
   params = app_state.params
-  height, width = app_batch.uv.shape[:2]
+  frame = jax.tree.map(lambda values: values[0], frames)
+  height, width = frame.uv.shape[:2]
   cotangent = jax.random.normal(jax.random.PRNGKey(2), (height, width, 3))
 
   def static_fwd_bwd(texture, uv, cotangent):
@@ -283,8 +287,9 @@ def appearance_pieces(app_state, app_batch, module, optimizer):
     out, pullback = jax.vjp(fn, dynamic_params)
     return out, pullback(cotangent.reshape(-1, 3)[jnp.maximum(pixels, 0)])
 
-  def loss_fwd_bwd(rgb, batch):
-    fn = lambda rgb: losses.texture_loss(rgb * batch.coverage[..., None], batch.target, batch.mask)
+  def loss_fwd_bwd(rgb, frame):
+    target = frame.rgb.astype(jnp.float32) / 255.0
+    fn = lambda rgb: losses.texture_loss(rgb * frame.coverage[..., None], target, frame.mask)
     return jax.value_and_grad(fn)(rgb)
 
   def optimizer_update(grads, opt_state, params):
@@ -294,45 +299,49 @@ def appearance_pieces(app_state, app_batch, module, optimizer):
   grads = jax.tree.map(lambda x: 1e-3 * jnp.ones_like(x), params)
   rgb = jnp.full((height, width, 3), 0.2)
   return [
-      ('static texture', static_fwd_bwd, (params['static'], app_batch.uv, cotangent)),
-      ('dynamic texture', dynamic_fwd_bwd, (params['dynamic'], app_batch.uv, app_batch.code, app_batch.pixels,
-                                            cotangent)),
-      ('loss', loss_fwd_bwd, (rgb, app_batch)),
+      ('static texture', static_fwd_bwd, (params['static'], frame.uv, cotangent)),
+      ('dynamic texture', dynamic_fwd_bwd, (params['dynamic'], frame.uv, frame.code, frame.pixels, cotangent)),
+      ('loss', loss_fwd_bwd, (rgb, frame)),
       ('optimizer', optimizer_update, (grads, app_state.opt_state, params)),
   ]
 
 
 def step_args(run: run_lib.Run):
+  """The geometry step's positional arguments on the template, frame 0, placed as the loop places them."""
   constants = run.fit_constants()
   state, mesh = run.init_state(constants, jax.random.PRNGKey(0))
-  return state, mesh, constants, run.batch(0, 0, 1.0, run.pose_codes(constants))
+  devices = train.step_settings(run).devices
+  state, mesh, constants, frames = train.place((state, mesh, constants, run.training_frames()), devices)
+  batch = train.place(run.batch(np.arange(run.config.train.frames_per_step), 0, 1.0, run.pose_codes(constants)),
+                      devices, train.batch_specs())
+  return state, mesh, constants, frames, batch, train.place(loop.LogSums.zeros(train.METRICS), devices)
 
 
 def geometry_step_fn(run: run_lib.Run, dynamic: bool):
-  """The step exactly as Run.step calls it, unjitted (timed() jits it)."""
-  return functools.partial(train.geometry_step, model=run.model, train_config=run.frozen.train,
-                           loss_config=ml_collections.FrozenConfigDict(config.loss), dynamic=dynamic, use_depth=run.use_depth)
+  """The step exactly as the training loop calls it, unjitted (timed() jits it)."""
+  return functools.partial(train.geometry_step, settings=train.step_settings(run), dynamic=dynamic)
 
 
 def bench_case(name: str, run: run_lib.Run, repeats: int) -> dict:
-  state, mesh, constants, batch = step_args(run)
+  args = step_args(run)
+  state, mesh, constants, frames, batch, _ = args
   result = {'case': name, 'resolution': list(run.bank.resolution), 'faces': int(state.num_faces),
             'vertices': int(state.num_vertices), 'face_capacity': int(state.faces.shape[0]),
             'solver': run.model.solver, 'use_depth': run.use_depth, 'steps': {}, 'pieces': {}}
   for dynamic in (False, True):
     label = 'geometry_dynamic' if dynamic else 'geometry_warmup'
     result['steps'][label] = dataclasses.asdict(
-        timed(geometry_step_fn(run, dynamic), (state, mesh, constants, batch), repeats))
+        timed(geometry_step_fn(run, dynamic), args, repeats))
     report(label, result['steps'][label])
     result['pieces'][label] = {}
-    for piece, fn, args in geometry_pieces(run, state, mesh, constants, batch, dynamic):
-      result['pieces'][label][piece] = dataclasses.asdict(timed(fn, args, repeats))
+    for piece, fn, piece_args in geometry_pieces(run, state, mesh, constants, frames, batch, dynamic):
+      result['pieces'][label][piece] = dataclasses.asdict(timed(fn, piece_args, repeats))
       report(f'  {piece}', result['pieces'][label][piece])
-  app_state, app_batch, module, optimizer, step = appearance_setup(run, state, mesh, constants, batch)
-  result['steps']['appearance'] = dataclasses.asdict(timed(step, (app_state, app_batch), repeats))
+  app_state, app_inputs, module, optimizer, step = appearance_setup(run, state, mesh, constants)
+  result['steps']['appearance'] = dataclasses.asdict(timed(step, (app_state,) + app_inputs, repeats))
   report('appearance', result['steps']['appearance'])
   result['pieces']['appearance'] = {}
-  for piece, fn, args in appearance_pieces(app_state, app_batch, module, optimizer):
+  for piece, fn, args in appearance_pieces(app_state, app_inputs[0], module, optimizer):
     result['pieces']['appearance'][piece] = dataclasses.asdict(timed(fn, args, repeats))
     report(f'  {piece}', result['pieces']['appearance'][piece])
   return result
@@ -372,8 +381,7 @@ def table(results: list[dict]) -> str:
 
 def compile_only(run: run_lib.Run) -> None:
   """Prints one JSON line: lower and compile seconds of the dynamic geometry step, and ms per step."""
-  state, mesh, constants, batch = step_args(run)
-  timing = timed(geometry_step_fn(run, True), (state, mesh, constants, batch), 3)
+  timing = timed(geometry_step_fn(run, True), step_args(run), 3)
   print(json.dumps(dict(dataclasses.asdict(timing), xla_flags=os.environ.get('XLA_FLAGS', ''),
                         cache=os.environ.get('JAX_COMPILATION_CACHE_DIR', ''))), flush=True)
 

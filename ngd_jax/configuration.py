@@ -27,8 +27,8 @@ _CHOICES = {
 _POSITIVE = (
     'data.resolution', 'data.frame_stride', 'train.num_epochs', 'train.static_lr', 'train.static_lr_end',
     'train.static_lr_steps', 'train.network_lr', 'train.network_lr_end', 'train.network_lr_steps',
-    'train.adam_eps', 'train.checkpoint_every_steps', 'train.keep_checkpoints', 'train.log_every_steps',
-    'train.image_every_steps', 'geometry.cg_tol', 'geometry.cg_maxiter', 'geometry.pose_components',
+    'train.adam_eps', 'train.frames_per_step', 'train.checkpoint_every_steps', 'train.keep_checkpoints',
+    'train.log_every_steps', 'train.image_every_steps', 'geometry.cg_tol', 'geometry.cg_maxiter', 'geometry.pose_components',
     'geometry.hash_levels', 'geometry.hash_features', 'geometry.hash_log2_table_size',
     'geometry.hash_base_resolution', 'geometry.mlp_width', 'render.near', 'render.far',
     'loss.huber_delta', 'loss.depth_pairs', 'loss.depth_box', 'remesh.capacity_multiple',

@@ -17,13 +17,12 @@ import struct
 from typing import Sequence
 
 import imageio.v3 as iio
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image
-from scipy import sparse
 
 from ngd_jax import files
 from ngd_jax import images
+from ngd_jax import meshes
 from ngd_jax import metrics
 from ngd_jax import run as run_lib
 from ngd_jax import trained as trained_lib
@@ -109,25 +108,6 @@ def write_textured_obj(path: str | os.PathLike, vertices: np.ndarray, faces: np.
       f'map_Kd {texture_filename}\n').encode())
   obj = _obj_text(vertices, faces, uvs, face_uvs, header=(f'mtllib {mtl_name}', 'usemtl garment'))
   files.write_bytes(path, obj.encode())
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-  """Host: area-weighted unit vertex normals float32 [V, 3] of vertices [V, 3].
-
-  Vertices in no face (or only in degenerate ones) get (0, 0, 1).
-  """
-  vertices = np.asarray(vertices, np.float64)
-  corners = vertices[faces]  # [F, 3, 3]
-  # Length of each face normal = twice the face's area.
-  face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-  # Vertex-face incidence [V, F] times face normals: each vertex sums its faces' normals.
-  incidence = sparse.csr_matrix(
-      (np.ones(faces.size), (faces.reshape(-1), np.repeat(np.arange(len(faces)), 3))),
-      shape=(len(vertices), len(faces)))
-  normals = incidence @ face_normals
-  length = np.linalg.norm(normals, axis=-1, keepdims=True)
-  normals = np.where(length > 0, normals / np.maximum(length, 1e-30), [0.0, 0.0, 1.0])
-  return normals.astype(np.float32)
 
 
 class _GltfBuilder:
@@ -219,7 +199,8 @@ def write_animated_glb(path: str | os.PathLike, vertices_per_frame: np.ndarray, 
     raise ValueError(f'write_animated_glb: fps must be positive, got {fps}.')
   if (uvs is None) != (face_uvs is None) or (texture is not None and uvs is None):
     raise ValueError('write_animated_glb: pass uvs and face_uvs together, and both with a texture.')
-  normals = np.stack([vertex_normals(frame, faces) for frame in frames])
+  normals = np.stack([meshes.vertex_normals(np.asarray(frame, np.float64), faces, fallback=(0.0, 0.0, 1.0))
+                      for frame in frames]).astype(np.float32)
   if uvs is not None:
     uvs, face_uvs = _check_uvs(uvs, face_uvs, faces, 'write_animated_glb')
     vertex_index, uv_index, faces = split_seams(faces, face_uvs)

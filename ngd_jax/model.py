@@ -13,6 +13,7 @@ from jaxtyping import Array, Float, Int
 
 from ngd_jax import body
 from ngd_jax import geometry
+from ngd_jax import meshes
 from ngd_jax import render
 
 
@@ -46,13 +47,8 @@ class Deformation(NamedTuple):
 
 def face_frames(vertices: Float[Array, 'V 3'], faces) -> tuple[Array, Array]:
   """Face centres [F, 3] and unit normals [F, 3]; degenerate faces get a zero normal."""
-  corners = vertices[faces]
-  centres = corners.mean(axis=1)
-  cross = jnp.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-  norm_sq = jnp.sum(cross**2, axis=-1, keepdims=True)
-  safe = jnp.where(norm_sq > 1e-20, norm_sq, 1.0)
-  normals = jnp.where(norm_sq > 1e-20, cross / jnp.sqrt(safe), 0.0)
-  return centres, normals
+  centres = vertices[faces].mean(axis=1)
+  return centres, meshes.unit_vectors(meshes.face_normals(vertices, faces), min_squared_length=1e-20)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +147,7 @@ class GarmentModel:
     """Displacement baseline: f_G (3 outputs) on the vertex positions and area-weighted vertex
     normals of the static-only mesh skinned to the frame; inputs carry no gradient."""
     posed = jax.lax.stop_gradient(static_posed)
-    normals = render.vertex_normals(posed, mesh.operators.faces)
+    normals = meshes.vertex_normals(posed, mesh.operators.faces)
     inputs = geometry.normalize_field_inputs(bounds, posed, normals, jax.lax.stop_gradient(frame.pose_code))
     return self.field.apply(field_params, inputs.centres, inputs.normals, inputs.pose_code)
 

@@ -16,6 +16,7 @@ from ngd_jax import data
 from ngd_jax import files
 from ngd_jax import frames as frames_lib
 from ngd_jax import geometry
+from ngd_jax import meshes
 from ngd_jax import model as model_lib
 from ngd_jax import remesh
 from ngd_jax import render
@@ -119,9 +120,8 @@ def anchor_weights(rest_vertices: np.ndarray, faces: np.ndarray,
   if config.geometry.anchor == 'centroid':
     return None
   vertices = np.asarray(rest_vertices, np.float64)
-  corners = vertices[faces]
-  face_area = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
-  vertex_area = np.bincount(faces.reshape(-1), np.repeat(face_area / 3.0, 3), minlength=len(vertices))
+  vertex_area = np.bincount(faces.reshape(-1), np.repeat(meshes.face_areas(vertices, faces) / 3.0, 3),
+                            minlength=len(vertices))
   below_top = vertices[:, 1].max() - vertices[:, 1]
   return vertex_area * np.exp(-((below_top / config.geometry.anchor_width) ** 2))
 

@@ -18,6 +18,7 @@ import numpy as np
 from ngd_jax import data
 from ngd_jax import frames as frames_lib
 from ngd_jax import images
+from ngd_jax import meshes
 from ngd_jax import render
 from ngd_jax import texturing
 from ngd_jax import trained as trained_lib
@@ -57,7 +58,7 @@ def shaded(vertices: np.ndarray, faces: np.ndarray, camera: data.Camera, size: t
   """A mesh in one colour (white background), shaded by |cos| of its vertex normals against the view axis."""
   vertices = np.asarray(vertices, np.float32)
   world_to_camera = np.asarray(camera.world_to_camera, np.float64)
-  normals = render.vertex_normals(jnp.asarray(vertices), jnp.asarray(faces, jnp.int32))
+  normals = meshes.vertex_normals(jnp.asarray(vertices), jnp.asarray(faces, jnp.int32))
   facing = np.abs(np.asarray(normals) @ world_to_camera[2, :3])
   colours = (0.25 + 0.75 * facing)[:, None] * tint[None, :]
   out = render.render_colors(jnp.asarray(vertices), jnp.asarray(faces, jnp.int32),

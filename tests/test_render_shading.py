@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ngd_jax import meshes
 from ngd_jax import render
 
 NEAR, FAR = 0.05, 20.0
@@ -125,11 +126,11 @@ def test_build_topology_against_slow_reference():
 def test_vertex_normals_area_weighted_and_safe():
   verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [5, 5, 5]], np.float32)
   faces = np.array([[0, 1, 2], [0, 3, 1], [0, 0, 0]], np.int32)  # Areas 0.5 (+z), 0.5 (+y).
-  n = np.asarray(render.vertex_normals(jnp.asarray(verts), faces))
+  n = np.asarray(meshes.vertex_normals(jnp.asarray(verts), faces))
   np.testing.assert_allclose(n[0], np.array([0, 1, 1]) / np.sqrt(2), atol=1e-6)
   np.testing.assert_allclose(n[2], [0, 0, 1], atol=1e-6)
   np.testing.assert_array_equal(n[4], 0.0)
-  g = jax.grad(lambda v: render.vertex_normals(v, faces).sum())(jnp.asarray(verts))
+  g = jax.grad(lambda v: meshes.vertex_normals(v, faces).sum())(jnp.asarray(verts))
   assert np.all(np.isfinite(np.asarray(g)))
 
 

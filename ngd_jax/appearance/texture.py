@@ -64,7 +64,7 @@ def normalize_pose_code(code: Array, low: Array, high: Array) -> Array:
   return jnp.clip((code - low) / jnp.maximum(high - low, 1e-6), 0.0, 1.0)
 
 
-def linear_decay(step: Array, total_steps: int, start: float) -> Array:
-  """start at step 0, decaying linearly to 0 at total_steps (pose-code noise, docs/method.md section 7)."""
-  return start * jnp.clip(1.0 - step / max(total_steps, 1), 0.0, 1.0)
+def linear_decay(step: int, total_steps: int, start: float) -> float:
+  """Host: start at step 0, decaying linearly to 0 at total_steps (pose-code noise, docs/method.md section 7)."""
+  return start * min(max(1.0 - step / max(total_steps, 1), 0.0), 1.0)
 

@@ -67,6 +67,7 @@ import smplx_jax
 from ngd_jax import body as body_lib
 from ngd_jax import errors
 from ngd_jax import geometry
+from ngd_jax import meshes
 from ngd_jax import render
 from ngd_jax.data import dress4d
 from ngd_jax.data import sequence
@@ -469,7 +470,7 @@ class Agreement:
 def render_body(camera: Camera, vertices: np.ndarray, faces: np.ndarray, size: tuple[int, int]) -> dress4d.ScanRender:
   """Host: the posed body f32 [V, 3] (world) seen by `camera` at `size`: rast, camera-frame unit
   normals (0 off the body) and camera depth (nan off the body), by the project's rasterizer."""
-  normals = np.asarray(render.vertex_normals(np.float32(vertices), np.int32(faces)), np.float64)
+  normals = meshes.vertex_normals(np.asarray(vertices, np.float64), np.int32(faces))
   scan = dress4d.Scan(np.float64(vertices), np.int32(faces), np.zeros(len(vertices), np.int32), normals)
   return dress4d.render_scan(camera, scan, size, NEAR, FAR)
 

@@ -54,6 +54,7 @@ import smplx_jax
 
 from ngd_jax import body as body_lib
 from ngd_jax import errors
+from ngd_jax import meshes
 from ngd_jax import render
 from ngd_jax.data import sequence
 from ngd_jax.data.sequence import Camera
@@ -223,7 +224,7 @@ def read_scan(take: Take, frame: str) -> Scan:
                        f'{mesh_path}; the two files belong to different scans.')
   normals = np.asarray(mesh.get('normals', np.zeros((0, 3))), np.float64)
   if normals.shape != vertices.shape or not np.all(np.isfinite(normals)):
-    normals = np.asarray(render.vertex_normals(np.float32(vertices), faces), np.float64)
+    normals = meshes.vertex_normals(np.asarray(vertices, np.float64), faces)
   return Scan(vertices, faces, labels, normals)
 
 

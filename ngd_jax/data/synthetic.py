@@ -34,6 +34,7 @@ import trimesh
 
 from ngd_jax import body as body_lib
 from ngd_jax import errors
+from ngd_jax import meshes
 from ngd_jax import render
 from ngd_jax.body import anny
 from ngd_jax.data import cloth_sim
@@ -318,7 +319,7 @@ def _cameras(preset: Preset, target: np.ndarray) -> dict:
 def _render_views(vertices, faces, albedo, world_to_clip, world_to_camera, resolution):
   """Rasterizes body + garment for B cameras: rast f32[B,H,W,4], attributes f32[B,H,W,7]
   (shaded rgb, camera-frame normal facing the camera, camera depth)."""
-  normals = render.vertex_normals(vertices, faces)
+  normals = meshes.vertex_normals(vertices, faces)
 
   def one(clip_matrix, extrinsics):
     clip = render.to_clip(vertices, clip_matrix)

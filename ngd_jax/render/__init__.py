@@ -1,6 +1,5 @@
 """Differentiable renderer (docs/design.md section 4, docs/method.md section 3)."""
 
-from ngd_jax.meshes import vertex_normals
 from ngd_jax.render.antialiasing import antialias
 from ngd_jax.render.antialiasing import build_topology
 from ngd_jax.render.antialiasing import Topology
@@ -17,5 +16,5 @@ from ngd_jax.render.texture import texture
 __all__ = [
     'antialias', 'build_topology', 'camera_to_clip', 'ColorRender', 'GarmentRender',
     'interpolate', 'rasterize', 'render_colors', 'render_garment', 'texture', 'to_clip',
-    'Topology', 'vertex_normals',
+    'Topology',
 ]

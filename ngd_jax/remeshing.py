@@ -72,8 +72,8 @@ def remesh_state(run: run_lib.Run, state: run_lib.GeometryState, mesh: model_lib
   new_state = state._replace(
       params=dict(state.params, static=jnp.asarray(static)),
       opt_state=jax.tree.map(jnp.asarray, opt_state),
-      rest_vertices=new_mesh.operators.rest_vertices,
-      faces=new_mesh.operators.faces,
+      rest_vertices=jnp.copy(new_mesh.operators.rest_vertices),  # Copies: the step donates the state.
+      faces=jnp.copy(new_mesh.operators.faces),
       num_vertices=jnp.int32(len(result.vertices)),
       num_faces=jnp.int32(len(result.faces)),
       scores=remesh.init_accumulator(face_capacity),

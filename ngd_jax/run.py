@@ -15,9 +15,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float, Int, UInt8
 
 from ngd_jax import body
+from ngd_jax import configuration
 from ngd_jax import geometry
 from ngd_jax import model as model_lib
 from ngd_jax import optimizers
@@ -51,19 +52,28 @@ class GeometryState(NamedTuple):
   solutions: Float[Array, 'T Vc 3']  # Last canonical solution per frame (CG warm start).
 
 
-class StepBatch(NamedTuple):
-  """One training frame on device."""
+class TrainingFrames(NamedTuple):
+  """Every training frame's images and cameras, put on the device once (indexed inside the step)."""
 
-  t: Int[Array, '']  # Index of the frame in the bank.
-  frame: model_lib.FrameInputs
-  target: Float[Array, 'H W C']  # supervision.target_image.
-  mask: Float[Array, 'H W']
-  hands: Float[Array, 'H W']
-  depth: Float[Array, 'H W']
+  target: Float[Array, 'T H W C']  # supervision.target_image.
+  mask: UInt8[Array, 'T H W']  # Garment mask 0/1.
+  hands: UInt8[Array, 'T H W']  # Hands mask 0/1.
+  depth: Float[Array, 'T H W']  # Relative depth, nan = unknown.
+  transforms: Float[Array, 'T K 4 4']
+  world_to_clip: Float[Array, 'T 4 4']
+  world_to_camera: Float[Array, 'T 4 4']
+
+
+class StepBatch(NamedTuple):
+  """What changes from one step to the next: which frames (B = train.frames_per_step) and the
+  host-side schedule values. A few bytes; the images stay on the device in TrainingFrames."""
+
+  t: Int[Array, 'B']  # Indices of the step's frames in the bank.
+  pose_code: Float[Array, 'B P']  # Geometry pose code of each frame (with pose noise).
   blend_weight: Float[Array, '']  # Weight of the network J^D (1 outside blending).
   vertex_noise_std: Float[Array, '']
   seed: Int[Array, '']  # config.seed.
-  step: Int[Array, '']  # Global step: the step's random draws are keyed by (seed, step).
+  step: Int[Array, '']  # Global step: the step's random draws are keyed by (seed, step, frame of the step).
 
 
 class GeometryResult(NamedTuple):
@@ -98,6 +108,10 @@ class Run:
     self.config = config
     self.inputs = inputs
     self.bank = inputs.bank
+    if self.bank.num_frames % config.train.frames_per_step:
+      raise configuration.ConfigError(
+          f'train.frames_per_step = {config.train.frames_per_step} does not divide the {self.bank.num_frames} '
+          f'training frames. Fix: use a divisor of {self.bank.num_frames} (1 is the paper\'s setting).')
     self.model = pipeline.make_model(config, self.bank.resolution)
     self.optimizer_settings = optimizers.GeometryOptimizer.from_config(config.train)
     self.use_depth = self.bank.has_depth and config.loss.depth_weight > 0
@@ -142,8 +156,8 @@ class Run:
         step=jnp.int32(0),
         params=params,
         opt_state=optimizers.geometry_optimizer(self.optimizer_settings).init(params),
-        rest_vertices=ops.rest_vertices,
-        faces=ops.faces,
+        rest_vertices=jnp.copy(ops.rest_vertices),  # Copies: the step donates the state, not the mesh.
+        faces=jnp.copy(ops.faces),
         num_vertices=jnp.int32(len(self.inputs.template_vertices)),
         num_faces=jnp.int32(len(self.inputs.template_faces)),
         scores=remesh.init_accumulator(face_capacity),
@@ -157,28 +171,26 @@ class Run:
     """Host: rebuilds the mesh-derived arrays of a (restored or remeshed) state."""
     return self.mesh_for(*unpadded_template(state))
 
-  def batch(self, t: int, step: int, blend: float, pose_codes: np.ndarray) -> StepBatch:
-    """Host: the batch of training frame t at global step `step` (numpy only: no device work).
+  def training_frames(self) -> TrainingFrames:
+    """Host: the frame bank's images and cameras put on the default device (explicitly, once)."""
+    bank = self.bank
+    return jax.device_put(TrainingFrames(bank.target, bank.mask, bank.hands, bank.depth, bank.transforms,
+                                         bank.world_to_clip, bank.world_to_camera))
+
+  def batch(self, ts: np.ndarray, step: int, blend: float, pose_codes: np.ndarray) -> StepBatch:
+    """Host: the batch of training frames `ts` (int [B]) at global step `step` (numpy only).
 
     `blend` is blend_weight at the step's epoch; `pose_codes` is pose_codes(constants).
     """
-    bank, config = self.bank, self.config
+    config = self.config
+    ts = np.asarray(ts, np.int32).reshape(-1)
     noise = config.train.vertex_noise_std * max(0.0, 1.0 - step / max(config.train.vertex_noise_steps, 1))
-    code = pose_codes[t]
+    codes = pose_codes[ts]
     if config.train.pose_noise_std > 0:
-      code = code + config.train.pose_noise_std * np.random.default_rng([config.seed, 2, step]).normal(size=code.shape)
-    return StepBatch(
-        t=np.int32(t),
-        frame=pipeline.frame_inputs(bank, t, code.astype(np.float32)),
-        target=bank.target[t],
-        mask=bank.mask[t].astype(np.float32),
-        hands=bank.hands[t].astype(np.float32),
-        depth=bank.depth[t],
-        blend_weight=np.float32(blend),
-        vertex_noise_std=np.float32(noise),
-        seed=np.int32(config.seed),
-        step=np.int32(step),
-    )
+      codes = codes + config.train.pose_noise_std * np.random.default_rng([config.seed, 2, step]).normal(
+          size=codes.shape)
+    return StepBatch(t=ts, pose_code=codes.astype(np.float32), blend_weight=np.float32(blend),
+                     vertex_noise_std=np.float32(noise), seed=np.int32(config.seed), step=np.int32(step))
 
 
 @functools.partial(jax.jit, static_argnames=('model', 'dynamic'))
@@ -200,12 +212,12 @@ def deform_all_frames(run: Run, state: GeometryState, mesh: model_lib.GarmentMes
                       epoch: int, dynamic: bool) -> model_lib.Deformation:
   """Host loop over the training frames at `epoch`: the Deformation of each, stacked (numpy, padded)."""
   codes = run.pose_codes(constants)
-  blend = blend_weight(run.config, epoch, int(state.blend_start_epoch))
+  blend = np.float32(blend_weight(run.config, epoch, int(state.blend_start_epoch)))
   out = []
   for t in range(run.bank.num_frames):
-    batch = run.batch(t, int(state.step), blend, codes)
-    out.append(jax.device_get(deform_frame(run.model, state.params, constants.field_bounds, mesh, batch.frame,
-                                           state.blend_target[t], batch.blend_weight, dynamic)))
+    frame = pipeline.frame_inputs(run.bank, t, codes[t])
+    out.append(jax.device_get(deform_frame(run.model, state.params, constants.field_bounds, mesh, frame,
+                                           state.blend_target[t], blend, dynamic)))
   return jax.tree.map(lambda *frames: np.stack(frames), *out)
 
 

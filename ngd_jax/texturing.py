@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 import optax
 import xatlas
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float, Int, UInt8
 
 from ngd_jax import checkpoint as checkpoint_lib
 from ngd_jax import compiles
@@ -46,14 +46,29 @@ class UVImage(NamedTuple):
   coverage: Float[Array, 'H W']  # 1 where the garment covers the pixel.
 
 
+class AppearanceFrames(NamedTuple):
+  """Every training frame as the frozen geometry sees it, put on the device once."""
+
+  uv: Float[Array, 'T H W 2']  # Atlas coordinates per pixel.
+  coverage: Float[Array, 'T H W']
+  rgb: UInt8[Array, 'T H W 3']  # The training images.
+  mask: Float[Array, 'T H W']  # Eroded garment mask.
+  pixels: Int[Array, 'T N']  # Flat indices of covered pixels padded with -1 (see covered_pixels).
+  code: Float[Array, 'T P']  # Normalised texture pose code of each frame (no noise).
+
+
 class AppearanceBatch(NamedTuple):
-  uv: jax.Array  # float32 [H, W, 2], atlas coordinates per pixel.
-  coverage: jax.Array  # float32 [H, W]
-  target: jax.Array  # float32 [H, W, 3]
-  mask: jax.Array  # float32 [H, W], eroded garment mask.
-  code: jax.Array  # float32 [P], normalised pose code with noise.
-  dynamic_weight: jax.Array  # float32 [], 0 before appearance.dynamic_start_epoch.
-  pixels: jax.Array  # int32 [N], flat indices of covered pixels padded with -1 (see covered_pixels).
+  """What changes from one step to the next (a few bytes)."""
+
+  t: Int[Array, '']  # The step's frame.
+  noise_std: Float[Array, '']  # Pose-code noise (decays over the phase).
+  dynamic_weight: Float[Array, '']  # 0 before appearance.dynamic_start_epoch.
+  seed: Int[Array, '']  # config.seed + 1: the noise is keyed by (seed, step).
+  step: Int[Array, '']
+
+
+# The appearance step's metrics.
+METRICS = ('texture', 'total')
 
 
 def atlas(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,24 +120,32 @@ def shade(module: texture_lib.DynamicTexture, params, uv, code, dynamic_weight, 
   return texture_lib.shade(params['static'], module, params['dynamic'], uv, code, dynamic_weight, pixels)
 
 
-def appearance_step(state: AppearanceState, batch: AppearanceBatch, *, module: texture_lib.DynamicTexture,
-                    settings: optimizers.AppearanceOptimizer) -> tuple[AppearanceState, dict[str, jax.Array]]:
-  """One frame of texture fitting; pure, jitted as jit_appearance_step (keyword arguments static)."""
+def appearance_step(state: AppearanceState, frames: AppearanceFrames, batch: AppearanceBatch, log: loop.LogSums, *,
+                    module: texture_lib.DynamicTexture,
+                    settings: optimizers.AppearanceOptimizer) -> tuple[AppearanceState, loop.LogSums]:
+  """One frame of texture fitting; pure, jitted as jit_appearance_step (keyword arguments static,
+  the state and the log sums donated)."""
   optimizer = optimizers.appearance_optimizer(settings)
+  t = batch.t
+  noise = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(batch.seed), batch.step), frames.code.shape[1:])
+  code = frames.code[t] + batch.noise_std * noise
+  target = frames.rgb[t].astype(jnp.float32) / 255.0
 
   def loss_fn(params):
-    rgb = texture_lib.shade(params['static'], module, params['dynamic'], batch.uv, batch.code, batch.dynamic_weight,
-                            batch.pixels)
-    return losses.texture_loss(rgb * batch.coverage[..., None], batch.target, batch.mask)
+    rgb = texture_lib.shade(params['static'], module, params['dynamic'], frames.uv[t], code, batch.dynamic_weight,
+                            frames.pixels[t])
+    return losses.texture_loss(rgb * frames.coverage[t][..., None], target, frames.mask[t])
 
   loss, grads = jax.value_and_grad(loss_fn)(state.params)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  return state._replace(step=state.step + 1, params=params, opt_state=opt_state), {'texture': loss, 'total': loss}
+  return (state._replace(step=state.step + 1, params=params, opt_state=opt_state),
+          log.add({'texture': loss, 'total': loss}))
 
 
 TRACES = compiles.TraceCounter()
-jit_appearance_step = jax.jit(TRACES.wrap(appearance_step, 'appearance_step'), static_argnames=('module', 'settings'))
+jit_appearance_step = jax.jit(TRACES.wrap(appearance_step, 'appearance_step'), static_argnames=('module', 'settings'),
+                              donate_argnames=('state', 'log'))
 
 
 def state_template(config: ml_collections.ConfigDict, poses: np.ndarray) -> AppearanceState:
@@ -146,47 +169,58 @@ def train_appearance(run: run_lib.Run, result: run_lib.GeometryResult, checkpoin
   step = int(state.step)
   if step >= total_steps:
     return state
-  posed, faces = run_lib.posed_frames(run, result)
-  uv_images, coverage = zip(*[
-      rasterize_uv(jnp.asarray(posed[t]), jnp.asarray(faces), state.uvs, state.uv_faces,
-                   jnp.asarray(bank.world_to_clip[t]), bank.resolution, config.render.backend)
-      for t in range(num_frames)])
-  coverage = [np.asarray(c) for c in coverage]
-  capacity = max(len(covered_pixels(c)) for c in coverage)
-  pixels = [covered_pixels(c, capacity) for c in coverage]
-  eroded = np.stack([np.asarray(losses.erode(jnp.asarray(m, jnp.float32), config.loss.texture_erode))
-                     for m in bank.mask])
+  frames = appearance_frames(run, result, state)
   module = texture_lib.dynamic_texture_from_config(config.appearance)
+  log = jax.device_put(loop.LogSums.zeros(METRICS))
   reporter.start_phase('appearance', total_steps, step)
   meta = dict(result.meta, phase='appearance', appearance_started=True)
   saved = {'constants': result.constants, 'geometry': result.state}
+  geometry_steps = int(result.state.step)
 
   def save(state):
-    checkpointer.save(int(result.state.step) + int(state.step), dict(saved, appearance=state), meta)
+    checkpointer.save(geometry_steps + step, dict(saved, appearance=state), meta)
 
   while step < total_steps:
     epoch, position = divmod(step, num_frames)
     t = int(loop.epoch_order(config.seed, epoch, num_frames, phase=1)[position])
-    code = texture_code(state, jnp.asarray(bank.pose[t]))
-    noise_std = texture_lib.linear_decay(step, total_steps, config.appearance.pose_noise_std)
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed + 1), step)
-    batch = AppearanceBatch(
-        uv=uv_images[t], coverage=coverage[t], target=bank.rgb[t].astype(np.float32) / 255.0,
-        mask=eroded[t], code=code + noise_std * jax.random.normal(key, code.shape),
-        dynamic_weight=jnp.float32(epoch >= config.appearance.dynamic_start_epoch), pixels=pixels[t])
-    state, metrics = jit_appearance_step(state, batch, module=module, settings=settings)
-    metrics = jax.device_get(metrics)
-    loop.check_finite(metrics, int(result.state.step) + step, checkpointer, config.train.log_every_steps)
+    batch = jax.device_put(AppearanceBatch(
+        t=np.int32(t),
+        noise_std=np.float32(texture_lib.linear_decay(step, total_steps, config.appearance.pose_noise_std)),
+        dynamic_weight=np.float32(epoch >= config.appearance.dynamic_start_epoch), seed=np.int32(config.seed + 1),
+        step=np.int32(step)))
+    state, log = jit_appearance_step(state, frames, batch, log, module=module, settings=settings)
     step += 1
     reporter.advance()
-    if step % config.train.log_every_steps == 0 or step == total_steps:
-      reporter.scalars(step, metrics, 'appearance')
-    if step % config.train.checkpoint_every_steps == 0 and step < total_steps:  # The last step: saved below.
+    save_now = step == total_steps or step % config.train.checkpoint_every_steps == 0
+    if save_now or step % config.train.log_every_steps == 0:
+      means, log = log.means(), jax.device_put(loop.LogSums.zeros(METRICS))
+      loop.check_finite(means, geometry_steps + step, checkpointer, config.train.log_every_steps)
+      reporter.scalars(step, means, 'appearance')
+    if save_now and step < total_steps:  # The last step: saved below.
       save(state)
   meta['phase'] = 'done'
   save(state)
   logging.info('Appearance done after %d steps.', step)
   return state
+
+
+def appearance_frames(run: run_lib.Run, result: run_lib.GeometryResult, state: AppearanceState) -> AppearanceFrames:
+  """Host: each training frame's atlas image, coverage, eroded mask and texture pose code, on the device.
+
+  The geometry no longer changes, so this runs once per phase (and once per resume).
+  """
+  config, bank = run.config, run.bank
+  posed, faces = run_lib.posed_frames(run, result)
+  seen = [rasterize_uv(jnp.asarray(posed[t]), jnp.asarray(faces), state.uvs, state.uv_faces,
+                       jnp.asarray(bank.world_to_clip[t]), bank.resolution, config.render.backend)
+          for t in range(bank.num_frames)]
+  coverage = np.stack([np.asarray(image.coverage) for image in seen])
+  capacity = max(len(covered_pixels(c)) for c in coverage)
+  eroded = jax.vmap(losses.erode, in_axes=(0, None))(jnp.asarray(bank.mask, jnp.float32), config.loss.texture_erode)
+  return jax.device_put(AppearanceFrames(
+      uv=jnp.stack([image.uv for image in seen]), coverage=coverage, rgb=bank.rgb, mask=eroded,
+      pixels=np.stack([covered_pixels(c, capacity) for c in coverage]),
+      code=texture_code(state, jnp.asarray(bank.pose))))
 
 
 class Textured(NamedTuple):

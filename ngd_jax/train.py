@@ -14,14 +14,16 @@ and the position inside the epoch's permutation), parameters, optimiser state, t
 are functions of (seed, step), so a resumed run replays exactly what an uninterrupted one does.
 """
 
+import functools
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jaxtyping import Array, Float, Int
 
 from ngd_jax import body
 from ngd_jax import checkpoint as checkpoint_lib
@@ -55,11 +57,25 @@ def render_weights(loss_config: ml_collections.ConfigDict) -> losses.RenderLossW
   )
 
 
+class FrameImages(NamedTuple):
+  """The supervision of one frame, as the losses read it."""
+
+  target: Float[Array, 'H W C']  # supervision.target_image.
+  mask: Float[Array, 'H W']
+  hands: Float[Array, 'H W']
+  depth: Float[Array, 'H W']  # nan = unknown.
+
+
+def frame_images(frames: run_lib.TrainingFrames, t: Int[Array, '']) -> FrameImages:
+  return FrameImages(frames.target[t], frames.mask[t].astype(jnp.float32), frames.hands[t].astype(jnp.float32),
+                     frames.depth[t])
+
+
 def frame_losses(
     out: render.GarmentRender,
     deformation: model_lib.Deformation,
-    image_probe: jax.Array,
-    batch: run_lib.StepBatch,
+    image_probe: Float[Array, 'H W C'],
+    images: FrameImages,
     mesh: model_lib.GarmentMesh,
     pairs: losses.DepthPairs,
     *,
@@ -69,11 +85,11 @@ def frame_losses(
 ) -> dict[str, jax.Array]:
   """The weighted loss terms of one frame (docs/method.md section 4, plus the priors of configs/default.py).
 
-  `image_probe` (zeros shaped like batch.target) is added to the supervised image so that the
+  `image_probe` (zeros shaped like images.target) is added to the supervised image so that the
   gradient w.r.t. it is the remesh face score's input.
   """
   image = supervision.supervised_image(out.diffuse, out.normal, loss_config.supervision) + image_probe
-  terms = losses.render_loss(image, out.alpha[..., 0], batch.target, batch.mask, batch.hands,
+  terms = losses.render_loss(image, out.alpha[..., 0], images.target, images.mask, images.hands,
                              render_weights(loss_config))
   jacobians = deformation.jacobians
   face_weight = mesh.operators.face_mask.astype(jnp.float32)
@@ -89,93 +105,154 @@ def frame_losses(
         distance, mesh.operators.vertex_mask, loss_config.penetration_margin)
   if use_depth:
     terms['depth'] = loss_config.depth_weight * losses.depth_ranking_loss(
-        out.depth[..., 0], batch.depth, pairs, loss_config.depth_margin)
+        out.depth[..., 0], images.depth, pairs, loss_config.depth_margin)
   return terms
 
 
-class StepAux(NamedTuple):
-  """What the step's loss function returns besides the total."""
+# The step's metrics: the loss terms (0 where a term is off) and their total, the gradient norm of J^S.
+METRICS = ('huber', 'ssim', 'mask', 'jacobian', 'smoothness', 'penetration', 'depth', 'total', 'static_grad_norm')
 
-  terms: dict[str, jax.Array]  # The weighted loss terms by name.
-  rast: jax.Array  # float32 [H, W, 4], the rasterizer output (remesh face scores).
-  canonical: jax.Array  # float32 [Vc, 3], the frame's canonical solution (the frame's next CG warm start).
+
+class FrameOutputs(NamedTuple):
+  """What the step keeps of each of its frames besides the gradient (leading axis: the step's frames)."""
+
+  terms: dict[str, jax.Array]  # The weighted loss terms by name, [B] each.
+  canonical: Float[Array, 'B Vc 3']  # Each frame's canonical solution (its next CG warm start).
+  face_stats: remesh.FrameFaceStats  # Remesh face statistics, [B, Fc] each.
+
+
+class StepSettings(NamedTuple):
+  """The geometry step's static arguments: exactly what the compiled program depends on."""
+
+  model: model_lib.GarmentModel
+  optimizer: optimizers.GeometryOptimizer
+  loss: ml_collections.FrozenConfigDict
+  use_depth: bool
+  devices: int  # Devices the step's frames are spread over (a divisor of the frames per step).
+
+
+def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'], blend_target: jax.Array,
+                     mesh: model_lib.GarmentMesh, constants: run_lib.Constants, frames: run_lib.TrainingFrames,
+                     batch: run_lib.StepBatch, *, settings: StepSettings,
+                     dynamic: bool) -> tuple[dict[str, Any], FrameOutputs]:
+  """The gradient of the mean loss over this device's frames of the step (averaged across devices).
+
+  Frame i of the step draws its noise and depth pairs from key (seed, step * B + offset + i), so a
+  frame's draws do not depend on how the step's B frames are spread over devices.
+  """
+  model, loss_config = settings.model, settings.loss
+  local = batch.t.shape[0]
+  offset = jax.lax.axis_index('frames') * local
+  frames_per_step = local * settings.devices
+  face_capacity = mesh.operators.faces.shape[0]
+  images = [frame_images(frames, batch.t[i]) for i in range(local)]
+
+  def loss_fn(params, probes):
+    terms, rasts, canonicals = [], [], []
+    for i in range(local):
+      draw = batch.step * frames_per_step + offset + i
+      key_noise, key_pairs = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(batch.seed), draw))
+      pairs = losses.sample_depth_pairs(key_pairs, images[i].mask, loss_config.depth_pairs, loss_config.depth_box,
+                                        loss_config.depth_pairs_in_mask)
+      t = batch.t[i]
+      frame = pipeline.frame_inputs(frames, t, batch.pose_code[i])
+      deformation = model.deform(params, constants.field_bounds, mesh, frame, dynamic=dynamic,
+                                 blend_target=blend_target[t], blend_weight=batch.blend_weight, x0=solutions[t])
+      noise = batch.vertex_noise_std * jax.random.normal(key_noise, deformation.posed.shape)
+      out = model.render(mesh, deformation.posed + noise, frame)
+      terms.append(frame_losses(out, deformation, probes[i], images[i], mesh, pairs, loss_config=loss_config,
+                                dynamic=dynamic, use_depth=settings.use_depth))
+      rasts.append(out.rast)
+      canonicals.append(deformation.canonical)
+    stacked = jax.tree.map(lambda *values: jnp.stack(values), *terms)
+    total = sum(jnp.sum(values) for values in stacked.values()) / local
+    return total, (stacked, jnp.stack(rasts), jnp.stack(canonicals))
+
+  probes = jnp.zeros((local,) + frames.target.shape[1:], frames.target.dtype)
+  (_, (terms, rasts, canonicals)), (grads, grad_images) = jax.value_and_grad(
+      loss_fn, argnums=(0, 1), has_aux=True)(params, probes)
+  masks = jnp.stack([image.mask for image in images])[..., None]
+  stats = remesh.frame_face_stats(grad_images, masks, rasts, face_capacity)
+  grads = jax.lax.pmean(grads, 'frames')
+  return grads, FrameOutputs(terms, jax.lax.stop_gradient(canonicals), stats)
+
+
+def device_mesh(devices: int) -> jax.sharding.Mesh:
+  """The 1-D mesh 'frames' over the first `devices` local devices, which share a step's frames."""
+  return jax.make_mesh((devices,), ('frames',), (jax.sharding.AxisType.Auto,), devices=jax.local_devices()[:devices])
+
+
+def batch_specs() -> run_lib.StepBatch:
+  """How a StepBatch is laid out over the mesh: its frames split, the schedule values replicated."""
+  replicated, split = jax.sharding.PartitionSpec(), jax.sharding.PartitionSpec('frames')
+  return run_lib.StepBatch(split, split, replicated, replicated, replicated, replicated)
+
+
+def place(tree: Any, devices: int, specs: Any = jax.sharding.PartitionSpec()) -> Any:
+  """Host: puts `tree` on the step's devices explicitly (default: a copy on each)."""
+  mesh = device_mesh(devices)
+  return jax.device_put(tree, jax.tree.map(lambda spec: jax.sharding.NamedSharding(mesh, spec), specs))
 
 
 def geometry_step(
     state: run_lib.GeometryState,
     mesh: model_lib.GarmentMesh,
     constants: run_lib.Constants,
+    frames: run_lib.TrainingFrames,
     batch: run_lib.StepBatch,
+    log: loop.LogSums,
     *,
-    model: model_lib.GarmentModel,
-    optimizer: optimizers.GeometryOptimizer,
-    loss_config: ml_collections.FrozenConfigDict,
+    settings: StepSettings,
     dynamic: bool,
-    use_depth: bool,
-) -> tuple[run_lib.GeometryState, dict[str, jax.Array]]:
-  """One frame: deform, render, losses, Adam update, remesh scores. Pure; jitted as jit_geometry_step.
+) -> tuple[run_lib.GeometryState, loop.LogSums]:
+  """One step over B frames: deform, render, losses, Adam update, remesh scores. Pure; jitted as
+  jit_geometry_step, with the state and the log sums donated.
 
-  The keyword arguments are static (hashable) and hold only what the compiled program depends on.
-  `dynamic` is False during warm-up: J^D = 0 and every face counts in the Jacobian term.
-  The gradient of the render loss w.r.t. the rendered image (the remesh face score,
-  docs/method.md section 6) comes out of the same backward pass through a zero `image_probe`.
+  `dynamic` is False during warm-up: J^D = 0 and every face counts in the Jacobian term. The
+  step's frames are spread over `settings.devices` devices (shard_map over a 1-D mesh 'frames');
+  the gradient is the mean over all B frames. The gradient of the render loss w.r.t. the rendered
+  image (the remesh face score, docs/method.md section 6) comes out of the same backward pass
+  through a zero image probe per frame. Metrics are added to `log` on the device: the loop reads
+  them once per logging interval.
   """
-  face_capacity = mesh.operators.faces.shape[0]
-  key_noise, key_pairs = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(batch.seed), batch.step))
-  pairs = losses.sample_depth_pairs(
-      key_pairs, batch.mask, loss_config.depth_pairs, loss_config.depth_box, loss_config.depth_pairs_in_mask
+  replicated, split = jax.sharding.PartitionSpec(), jax.sharding.PartitionSpec('frames')
+  gradient = jax.shard_map(
+      functools.partial(_frames_gradient, settings=settings, dynamic=dynamic),
+      mesh=device_mesh(settings.devices),
+      in_specs=(replicated,) * 6 + (batch_specs(),),
+      out_specs=(replicated, split),
+      check_vma=False,
   )
-  x0 = state.solutions[batch.t]
-
-  def loss_fn(params, image_probe):
-    deformation = model.deform(
-        params,
-        constants.field_bounds,
-        mesh,
-        batch.frame,
-        dynamic=dynamic,
-        blend_target=state.blend_target[batch.t],
-        blend_weight=batch.blend_weight,
-        x0=x0,
-    )
-    noise = batch.vertex_noise_std * jax.random.normal(key_noise, deformation.posed.shape)
-    out = model.render(mesh, deformation.posed + noise, batch.frame)
-    terms = frame_losses(out, deformation, image_probe, batch, mesh, pairs,
-                         loss_config=loss_config, dynamic=dynamic, use_depth=use_depth)
-    return sum(terms.values()), StepAux(terms, out.rast, deformation.canonical)
-
-  probe = jnp.zeros_like(batch.target)
-  (total, aux), (grads, grad_image) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(state.params, probe)
-  updates, opt_state = optimizers.geometry_optimizer(optimizer).update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  stats = remesh.frame_face_stats(grad_image, batch.mask[..., None], aux.rast, face_capacity)
+  grads, outputs = gradient(state.params, state.solutions, state.blend_target, mesh, constants, frames, batch)
+  updates, opt_state = optimizers.geometry_optimizer(settings.optimizer).update(grads, state.opt_state, state.params)
   new_state = state._replace(
       step=state.step + 1,
-      params=params,
+      params=optax.apply_updates(state.params, updates),
       opt_state=opt_state,
-      scores=remesh.accumulate(state.scores, stats),
-      solutions=state.solutions.at[batch.t].set(jax.lax.stop_gradient(aux.canonical)),
+      scores=remesh.accumulate(state.scores, outputs.face_stats),
+      solutions=state.solutions.at[batch.t].set(outputs.canonical),
   )
-  metrics = dict(aux.terms, total=total, static_grad_norm=optax.tree.norm(grads['static']))
-  return new_state, metrics
+  terms = {name: jnp.mean(values) for name, values in outputs.terms.items()}
+  metrics = dict(terms, total=sum(terms.values()), static_grad_norm=optax.tree.norm(grads['static']))
+  log = log.add({name: metrics.get(name, jnp.zeros(())) for name in METRICS})
+  # Outputs laid out as `place` lays out the inputs, so feeding them back hits the compiled step.
+  replicated = jax.sharding.NamedSharding(device_mesh(settings.devices), jax.sharding.PartitionSpec())
+  return jax.lax.with_sharding_constraint((new_state, log), replicated)
 
 
 # Compiles are counted and logged; one compile per (capacity bucket, warm-up or not) and, being
 # module level, shared by every Run of a process with the same configuration.
 TRACES = compiles.TraceCounter()
-jit_geometry_step = jax.jit(
-    TRACES.wrap(geometry_step, 'geometry_step'),
-    static_argnames=('model', 'optimizer', 'loss_config', 'dynamic', 'use_depth'),
-)
+jit_geometry_step = jax.jit(TRACES.wrap(geometry_step, 'geometry_step'), static_argnames=('settings', 'dynamic'),
+                            donate_argnames=('state', 'log'))
 
 
-def run_step(run: run_lib.Run, state: run_lib.GeometryState, mesh: model_lib.GarmentMesh,
-             constants: run_lib.Constants, batch: run_lib.StepBatch,
-             dynamic: bool) -> tuple[run_lib.GeometryState, dict[str, jax.Array]]:
-  """Runs the compiled geometry step of `run` (warm-up variant when not `dynamic`)."""
-  return jit_geometry_step(state, mesh, constants, batch, model=run.model, optimizer=run.optimizer_settings,
-                           loss_config=ml_collections.FrozenConfigDict(run.config.loss), dynamic=dynamic,
-                           use_depth=run.use_depth)
+def step_settings(run: run_lib.Run) -> StepSettings:
+  """The static arguments of the run's step; the frames of a step go to as many devices as divide them."""
+  frames_per_step = run.config.train.frames_per_step
+  devices = max(d for d in range(1, min(frames_per_step, jax.local_device_count()) + 1) if frames_per_step % d == 0)
+  return StepSettings(run.model, run.optimizer_settings, ml_collections.FrozenConfigDict(run.config.loss),
+                      run.use_depth, devices)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -206,10 +283,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, reporter: reporting.Reporter,
                    restored: trained_lib.Restored | None) -> run_lib.GeometryResult:
-  """The geometry epochs, continuing `restored` if given."""
+  """The geometry epochs, continuing `restored` if given.
+
+  Between two logging intervals the loop sends each step a few bytes (StepBatch) and reads
+  nothing back: the frames stay on the device, the metrics are summed there, and the host keeps
+  its own copies of the counters it needs (step, faces, epoch of the last remesh).
+  """
   config, bank = run.config, run.bank
-  num_frames = bank.num_frames
-  total_steps = config.train.num_epochs * num_frames
+  frames_per_step = config.train.frames_per_step
+  steps_per_epoch = bank.num_frames // frames_per_step
+  total_steps = config.train.num_epochs * steps_per_epoch
   if restored is None:
     constants = run.fit_constants()
     state, mesh = run.init_state(constants, jax.random.PRNGKey(config.seed))
@@ -222,58 +305,65 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
 
   remesh_epochs = tuple(config.remesh.epochs) if config.remesh.enabled else ()
   pose_codes = run.pose_codes(constants)
-  # Host copies of the state's counters: the loop reads them without waiting for the device.
-  step, blend_start = int(state.step), int(state.blend_start_epoch)
+  settings = step_settings(run)
+  state, mesh, constants, frames = place((state, mesh, constants, run.training_frames()), settings.devices)
+  step, faces, blend_start = int(state.step), int(state.num_faces), int(state.blend_start_epoch)
+  log = place(loop.LogSums.zeros(METRICS), settings.devices)
   reporter.start_phase('geometry', total_steps, step)
   started = time.time()
   wall_before = meta['wall_seconds']
 
   def save(state):
-    meta.update(wall_seconds=wall_before + time.time() - started, faces=int(state.num_faces))
-    checkpointer.save(int(state.step), {'constants': constants, 'geometry': state}, meta)
+    meta.update(wall_seconds=wall_before + time.time() - started, faces=faces)
+    checkpointer.save(step, {'constants': constants, 'geometry': state}, meta)
 
   while step < total_steps:
-    epoch, position = divmod(step, num_frames)
+    epoch, position = divmod(step, steps_per_epoch)
     if position == 0:
-      state = state._replace(scores=remesh.init_accumulator(state.faces.shape[0]))
-    t = int(loop.epoch_order(config.seed, epoch, num_frames)[position])
-    batch = run.batch(t, step, run_lib.blend_weight(config, epoch, blend_start), pose_codes)
-    dynamic = epoch >= config.train.warmup_epochs
-    state, metrics = run_step(run, state, mesh, constants, batch, dynamic)
-    metrics = jax.device_get(metrics)
-    loop.check_finite(metrics, step, checkpointer, config.train.log_every_steps)
+      state = state._replace(scores=place(remesh.init_accumulator(state.faces.shape[0]), settings.devices))
+    order = loop.epoch_order(config.seed, epoch, bank.num_frames)
+    ts = order[position * frames_per_step: (position + 1) * frames_per_step]
+    batch = place(run.batch(ts, step, run_lib.blend_weight(config, epoch, blend_start), pose_codes),
+                  settings.devices, batch_specs())
+    state, log = jit_geometry_step(state, mesh, constants, frames, batch, log, settings=settings,
+                                   dynamic=epoch >= config.train.warmup_epochs)
     step += 1
     reporter.advance()
-    if step % config.train.log_every_steps == 0 or step == total_steps:
-      reporter.scalars(step, dict(metrics, faces=int(state.num_faces), epoch=epoch), 'geometry')
+    completed = step // steps_per_epoch
+    remesh_now = (step % steps_per_epoch == 0 and completed in remesh_epochs
+                  and meta['remeshes'] <= remesh_epochs.index(completed))
+    save_now = remesh_now or step == total_steps or step % config.train.checkpoint_every_steps == 0
+    if save_now or step % config.train.log_every_steps == 0:
+      # Read once per interval, and before anything is saved: a checkpoint never holds a diverged state.
+      means, log = log.means(), place(loop.LogSums.zeros(METRICS), settings.devices)
+      loop.check_finite(means, step, checkpointer, config.train.log_every_steps)
+      reporter.scalars(step, dict(means, faces=faces, epoch=epoch), 'geometry')
     if step % config.train.image_every_steps == 0:
-      reporter.image(step, 'geometry/target_vs_render', preview(run, state, mesh, constants, t))
-    completed = step // num_frames
-    if step % num_frames == 0 and completed in remesh_epochs and meta['remeshes'] <= remesh_epochs.index(completed):
-      state, mesh = remeshing.remesh_state(run, state, mesh, constants, remesh_epochs.index(completed), completed,
-                                           reporter)
-      blend_start = int(state.blend_start_epoch)
+      reporter.image(step, 'geometry/target_vs_render', preview(run, state, mesh, constants, int(ts[0])))
+    if remesh_now:
+      state, mesh = place(remeshing.remesh_state(run, state, mesh, constants, remesh_epochs.index(completed),
+                                                 completed, reporter), settings.devices)
+      faces, blend_start = int(state.num_faces), int(state.blend_start_epoch)
       meta['remeshes'] += 1
       save(state)
-    elif step % config.train.checkpoint_every_steps == 0 and step < total_steps:  # The last step: saved below.
+    elif save_now and step < total_steps:  # The last step: saved below, with the next phase in its meta.
       save(state)
   meta['phase'] = 'appearance' if config.appearance.enabled else 'done'
   save(state)
-  reporter.write(f'Geometry done: {int(state.num_faces)} faces; compiles: {TRACES.counts}')
+  reporter.write(f'Geometry done: {faces} faces; compiles: {TRACES.counts}')
   return run_lib.GeometryResult(constants, state, mesh, meta)
 
 
 def preview(run: run_lib.Run, state: run_lib.GeometryState, mesh: model_lib.GarmentMesh,
             constants: run_lib.Constants, t: int) -> np.ndarray:
   """Host: target | rendered | error of the supervised image, [H, 3W, C] in [0, 1], for TensorBoard."""
-  step = int(state.step)
-  epoch = step // run.bank.num_frames
-  batch = run.batch(t, step, run_lib.blend_weight(run.config, epoch, int(state.blend_start_epoch)),
-                    run.pose_codes(constants))
+  epoch = int(state.step) // (run.bank.num_frames // run.config.train.frames_per_step)
+  blend = np.float32(run_lib.blend_weight(run.config, epoch, int(state.blend_start_epoch)))
+  frame = pipeline.frame_inputs(run.bank, t, run.pose_codes(constants)[t])
   dynamic = epoch >= run.config.train.warmup_epochs
-  deformation = run_lib.deform_frame(run.model, state.params, constants.field_bounds, mesh, batch.frame,
-                                     state.blend_target[t], batch.blend_weight, dynamic)
-  out = run_lib.render_frame(run.model, mesh, deformation.posed, batch.frame)
+  deformation = run_lib.deform_frame(run.model, state.params, constants.field_bounds, mesh, frame,
+                                     state.blend_target[t], blend, dynamic)
+  out = run_lib.render_frame(run.model, mesh, deformation.posed, frame)
   target = run.bank.target[t]
   image = np.asarray(supervision.supervised_image(out.diffuse, out.normal, run.config.loss.supervision))
   image = image * run.bank.mask[t][..., None]

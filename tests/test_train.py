@@ -14,7 +14,6 @@ import jax
 import numpy as np
 import pytest
 
-from configs import demo
 from ngd_jax import checkpoint
 from ngd_jax import data
 from ngd_jax import evaluate
@@ -26,6 +25,8 @@ from ngd_jax import run as run_lib
 from ngd_jax import train
 from ngd_jax import workdir as workdir_lib
 from ngd_jax.data import synthetic
+from tests.train_fixtures import placed_step_inputs
+from tests.train_fixtures import tiny_config
 
 
 @pytest.fixture(scope='module')
@@ -33,30 +34,6 @@ def sequence_path(tmp_path_factory):
   path = tmp_path_factory.mktemp('data') / 'tiny'
   synthetic.generate(path, 'tiny', seed=0)
   return str(path)
-
-
-def tiny_config(path):
-  config = demo.get_config()
-  config.data.path = path
-  config.data.resolution = 64
-  config.train.num_epochs = 4
-  config.train.warmup_epochs = 1
-  config.remesh.epochs = (2,)
-  config.remesh.blend_epochs = 1
-  config.remesh.capacity_multiple = 256
-  config.appearance.num_epochs = 2
-  config.appearance.dynamic_start_epoch = 1
-  config.appearance.texture_size = 32
-  config.geometry.hash_levels = 4
-  config.appearance.hash_levels = 4
-  config.geometry.hash_log2_table_size = 10
-  config.appearance.hash_log2_table_size = 10
-  config.train.checkpoint_every_steps = 3
-  config.train.log_every_steps = 2
-  config.train.image_every_steps = 5
-  config.eval.lpips = False
-  config.eval.chamfer_samples = 2000
-  return config
 
 
 def final_state(workdir):
@@ -163,11 +140,12 @@ def test_killed_at_random_points_and_resumed_run_matches(uninterrupted, sequence
   while len(targets) < 5:
     targets.add(int(rng.integers(0, 24)))
   mid_save = sorted(targets)[int(rng.integers(0, 5))]  # This kill lands in the first save after its step.
-  original_check, original_save = loop.check_finite, checkpoint.Checkpointer.save
+  original_advance, original_save = reporting.Reporter.advance, checkpoint.Checkpointer.save
   state = {'armed_save': False}
 
-  def check(metrics, step, ckpt, interval):
-    original_check(metrics, step, ckpt, interval)
+  def advance(self, steps=1):  # Called once per step, after the step and before anything is saved.
+    original_advance(self, steps)
+    step = self._bar.n - 1 + (16 if self._bar.desc == 'appearance' else 0)  # pylint: disable=protected-access
     if step in targets:
       targets.discard(step)
       if step == mid_save:
@@ -182,7 +160,7 @@ def test_killed_at_random_points_and_resumed_run_matches(uninterrupted, sequence
       raise Killed(f'killed while saving checkpoint {step} (seed {seed})')
     original_save(self, step, tree, meta)
 
-  monkeypatch.setattr(loop, 'check_finite', check)
+  monkeypatch.setattr(reporting.Reporter, 'advance', advance)
   monkeypatch.setattr(checkpoint.Checkpointer, 'save', save)
   workdir = str(tmp_path)
   kills = 0
@@ -271,7 +249,7 @@ def test_non_finite_loss_names_a_sound_checkpoint(tmp_path):
 
   loop.check_finite({'total': np.float32(1.0)}, 35, Kept(), 10)
   # Step 35 broke: 30 may hold the diverged update (only 5 finite steps after it), 20 is sound.
-  with pytest.raises(loop.NonFiniteLossError, match=r"\['render', 'total'\] at step 35\. Checkpoint 20 is sound .*later ones "
+  with pytest.raises(loop.NonFiniteLossError, match=r"\['render', 'total'\] by step 35\. Checkpoint 20 is sound .*later ones "
                      r"\[30\] may hold diverged .*cp -r .*checkpoints/20 NEW/checkpoints/"):
     loop.check_finite({'render': np.float32(np.nan), 'total': np.float32(np.nan)}, 35, Kept(), 10)
   with pytest.raises(loop.NonFiniteLossError, match=r'no kept checkpoint .* is followed by 30 finite steps'):
@@ -283,12 +261,9 @@ def test_logging_intervals_do_not_recompile_the_step(sequence_path):
   checkpoint intervals reuse the compiled step; another loss weight compiles a new one."""
 
   def step_once(config):
-    run = run_lib.Run(config, pipeline.load_inputs(config))
-    constants = run.fit_constants()
-    state, mesh = run.init_state(constants, jax.random.PRNGKey(0))
-    batch = run.batch(0, 0, 1.0, run.pose_codes(constants))
+    settings, inputs = placed_step_inputs(config, 1)
     before = train.TRACES.counts.get('geometry_step', 0)
-    jax.block_until_ready(train.run_step(run, state, mesh, constants, batch, dynamic=False))
+    jax.block_until_ready(train.jit_geometry_step(*inputs, settings=settings, dynamic=False))
     return train.TRACES.counts['geometry_step'] - before
 
   config = tiny_config(sequence_path)

@@ -11,7 +11,7 @@ from test_train import Killed
 from test_train import assert_same_final_state
 from test_train import final_state
 from test_train import sequence_path  # pylint: disable=unused-import  (module fixture)
-from test_train import tiny_config
+from tests.train_fixtures import tiny_config
 
 from ngd_jax import export
 from ngd_jax import loop

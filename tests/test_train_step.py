@@ -1,0 +1,70 @@
+"""The geometry step as the loop runs it: no implicit host transfer, and the same result however a
+step's frames are spread over devices (1, 2 or 4 simulated CPU devices)."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from ngd_jax import train
+from ngd_jax.data import synthetic
+from tests.train_fixtures import placed_step_inputs
+from tests.train_fixtures import tiny_config
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def sequence_path(tmp_path_factory):
+  path = tmp_path_factory.mktemp('data') / 'tiny'
+  synthetic.generate(path, 'tiny', seed=0)
+  return str(path)
+
+
+def test_steps_make_no_implicit_transfer(sequence_path):
+  """Three steps under jax.transfer_guard('disallow'): every transfer is the loop's explicit one."""
+  config = tiny_config(sequence_path)
+  settings, (state, mesh, constants, frames, batch, log) = placed_step_inputs(config, 1)
+  with jax.transfer_guard('disallow'):
+    for _ in range(3):
+      state, log = train.jit_geometry_step(state, mesh, constants, frames, batch, log, settings=settings,
+                                           dynamic=True)
+    means = log.means()
+  assert np.isfinite(means['total']) and means['total'] > 0
+
+
+def sharded_step_params(sequence: str, devices_list: list[int]) -> dict[int, list[np.ndarray]]:
+  """One dynamic step over 4 frames for each device count; the updated parameters as numpy."""
+  config = tiny_config(sequence)
+  config.train.frames_per_step = 4
+  out = {}
+  for devices in devices_list:
+    settings, (state, mesh, constants, frames, batch, log) = placed_step_inputs(config, devices)
+    state, log = train.jit_geometry_step(state, mesh, constants, frames, batch, log, settings=settings,
+                                         dynamic=True)
+    out[devices] = [np.asarray(leaf) for leaf in jax.tree.leaves((state.params, state.solutions, state.scores))]
+    out[devices].append(np.float64(log.means()['total']))
+  return out
+
+
+def save_sharded_step_params(sequence: str, devices_list: list[int], path: str) -> None:
+  out = sharded_step_params(sequence, devices_list)
+  np.savez(path, **{f'{devices}_{i}': leaf for devices, leaves in out.items() for i, leaf in enumerate(leaves)})
+
+
+def test_sharded_step_equals_unsharded(sequence_path, tmp_path):
+  """4 frames per step on 1, 2 and 4 devices (a fresh process with 4 simulated CPU devices)."""
+  script = (f'from tests import test_train_step\n'
+            f'test_train_step.save_sharded_step_params({sequence_path!r}, [1, 2, 4], {str(tmp_path / "params.npz")!r})')
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu',
+             PYTHONPATH=_ROOT)
+  subprocess.run([sys.executable, '-c', script], check=True, cwd=_ROOT, env=env)
+  saved = np.load(tmp_path / 'params.npz')
+  count = len([k for k in saved if k.startswith('1_')])
+  for devices in (2, 4):
+    for i in range(count):
+      np.testing.assert_allclose(saved[f'{devices}_{i}'], saved[f'1_{i}'], rtol=1e-5, atol=1e-6,
+                                 err_msg=f'leaf {i}, {devices} devices')

@@ -1,0 +1,47 @@
+"""The tiny training configuration and the placed inputs of one geometry step, shared by the
+training tests."""
+
+import jax
+import numpy as np
+
+from configs import demo
+from ngd_jax import pipeline
+from ngd_jax import run as run_lib
+from ngd_jax import loop
+from ngd_jax import train
+
+
+def tiny_config(path):
+  config = demo.get_config()
+  config.data.path = path
+  config.data.resolution = 64
+  config.train.num_epochs = 4
+  config.train.warmup_epochs = 1
+  config.remesh.epochs = (2,)
+  config.remesh.blend_epochs = 1
+  config.remesh.capacity_multiple = 256
+  config.appearance.num_epochs = 2
+  config.appearance.dynamic_start_epoch = 1
+  config.appearance.texture_size = 32
+  config.geometry.hash_levels = 4
+  config.appearance.hash_levels = 4
+  config.geometry.hash_log2_table_size = 10
+  config.appearance.hash_log2_table_size = 10
+  config.train.checkpoint_every_steps = 3
+  config.train.log_every_steps = 2
+  config.train.image_every_steps = 5
+  config.eval.lpips = False
+  config.eval.chamfer_samples = 2000
+  return config
+
+
+def placed_step_inputs(config, devices: int):
+  """The inputs of one step over frames 0..B-1, placed as train_geometry places them."""
+  run = run_lib.Run(config, pipeline.load_inputs(config))
+  constants = run.fit_constants()
+  state, mesh = run.init_state(constants, jax.random.PRNGKey(0))
+  settings = train.step_settings(run)._replace(devices=devices)
+  state, mesh, constants, frames = train.place((state, mesh, constants, run.training_frames()), devices)
+  ts = np.arange(config.train.frames_per_step)
+  batch = train.place(run.batch(ts, 0, 1.0, run.pose_codes(constants)), devices, train.batch_specs())
+  return settings, (state, mesh, constants, frames, batch, train.place(loop.LogSums.zeros(train.METRICS), devices))

@@ -51,6 +51,12 @@ def face_frames(vertices: Float[Array, 'V 3'], faces) -> tuple[Array, Array]:
   return centres, meshes.unit_vectors(meshes.face_normals(vertices, faces), min_squared_length=1e-20)
 
 
+def blend(network: Array, target: Array | None, weight: Array | float) -> Array:
+  """J^D (or the dynamic offsets) after a remesh: (1 - weight) x the old per-frame target + weight x
+  the network's (docs/method.md section 6); the network's alone without a target."""
+  return network if target is None else (1.0 - weight) * target + weight * network
+
+
 @dataclasses.dataclass(frozen=True)
 class GarmentModel:
   """Static description of the forward model; its methods are pure functions of their arguments."""
@@ -132,9 +138,8 @@ class GarmentModel:
     if dynamic:
       static_canonical = jax.lax.stop_gradient(self.solve(mesh, static, x0))
       static_posed = self.skin(mesh, static_canonical, frame)
-      dyn = self.dynamic_jacobians(params['dynamic'], bounds, mesh, static_posed, frame)
-      if blend_target is not None:
-        dyn = (1.0 - blend_weight) * blend_target + blend_weight * dyn
+      dyn = blend(self.dynamic_jacobians(params['dynamic'], bounds, mesh, static_posed, frame), blend_target,
+                  blend_weight)
     else:
       dyn = jnp.zeros_like(static)
     jacobians = static + dyn
@@ -156,9 +161,8 @@ class GarmentModel:
     static_canonical = self.static_canonical(mesh, params['static'])
     if dynamic:
       static_posed = self.skin(mesh, jax.lax.stop_gradient(static_canonical), frame)
-      dyn = self.dynamic_offsets(params['dynamic'], bounds, mesh, static_posed, frame)
-      if blend_target is not None:
-        dyn = (1.0 - blend_weight) * blend_target + blend_weight * dyn
+      dyn = blend(self.dynamic_offsets(params['dynamic'], bounds, mesh, static_posed, frame), blend_target,
+                  blend_weight)
       dyn = self._real_vertices(mesh, dyn)
       canonical = static_canonical + dyn
     else:

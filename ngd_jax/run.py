@@ -92,13 +92,18 @@ def blend_weight(config: ml_collections.ConfigDict, epoch: int, blend_start_epoc
   return float(remesh.blend_weight(since_remesh, config.remesh.blend_epochs)) if since_remesh >= 0 else 1.0
 
 
-def unpadded_template(state: GeometryState) -> tuple[np.ndarray, np.ndarray]:
-  """Host: the real rows of the state's template (vertices float64 [V, 3], faces int32 [F, 3])."""
+class Mesh(NamedTuple):
+  """Host: a mesh without padding."""
+
+  vertices: np.ndarray  # float [V, 3] ([T, V, 3]: one pose per training frame).
+  faces: np.ndarray  # int32 [F, 3]
+
+
+def unpadded_template(state: GeometryState) -> Mesh:
+  """Host: the real rows of the state's template (vertices float64)."""
   num_vertices, num_faces = int(state.num_vertices), int(state.num_faces)
-  return (
-      np.asarray(state.rest_vertices, np.float64)[:num_vertices],
-      np.asarray(state.faces, np.int32)[:num_faces],
-  )
+  return Mesh(np.asarray(state.rest_vertices, np.float64)[:num_vertices],
+              np.asarray(state.faces, np.int32)[:num_faces])
 
 
 class Run:
@@ -221,17 +226,17 @@ def deform_all_frames(run: Run, state: GeometryState, mesh: model_lib.GarmentMes
   return jax.tree.map(lambda *frames: np.stack(frames), *out)
 
 
-def posed_frames(run: Run, result: GeometryResult) -> tuple[np.ndarray, np.ndarray]:
-  """Host loop: final posed garment of every training frame, (float32 [T, V, 3], faces int32 [F, 3])."""
+def posed_frames(run: Run, result: GeometryResult) -> Mesh:
+  """Host loop: the final posed garment of every training frame (vertices float32 [T, V, 3])."""
   vertices, faces = unpadded_template(result.state)
   dynamic = run.config.train.num_epochs > run.config.train.warmup_epochs
   epoch = int(result.state.step) // run.bank.num_frames
   posed = deform_all_frames(run, result.state, result.mesh, result.constants, epoch, dynamic).posed
-  return posed[:, : len(vertices)], faces
+  return Mesh(posed[:, : len(vertices)], faces)
 
 
-def canonical_mesh(run: Run, result: GeometryResult) -> tuple[np.ndarray, np.ndarray]:
+def canonical_mesh(run: Run, result: GeometryResult) -> Mesh:
   """Host: the J^S-only (displacement baseline: static offsets only) canonical garment (rest space), unpadded."""
   vertices, faces = unpadded_template(result.state)
   canonical = run.model.static_canonical(result.mesh, result.state.params['static'])
-  return np.asarray(canonical)[: len(vertices)], faces
+  return Mesh(np.asarray(canonical)[: len(vertices)], faces)

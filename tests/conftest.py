@@ -1,7 +1,8 @@
 """Global test switches, set once here.
 
-JAX runs on the CPU in tests, with 2 simulated devices so that sharding code paths are exercised
-on a machine without accelerators (must be set before jax is imported anywhere).
+JAX runs on the CPU in tests, with 2 simulated devices (set before jax is imported anywhere), so
+that a step's frames spread over devices on a machine without accelerators
+(tests/test_train_step.py; it also starts a process with 4).
 """
 
 import os

@@ -25,9 +25,11 @@ def sequence_path(tmp_path_factory):
 
 
 def test_steps_make_no_implicit_transfer(sequence_path):
-  """Three steps under jax.transfer_guard('disallow'): every transfer is the loop's explicit one."""
+  """Three steps under jax.transfer_guard('disallow'), 2 frames per step spread over the 2 simulated
+  devices of tests/conftest.py: every transfer is the loop's explicit one."""
   config = tiny_config(sequence_path)
-  settings, (state, mesh, constants, frames, batch, log) = placed_step_inputs(config, 1)
+  config.train.frames_per_step = 2
+  settings, (state, mesh, constants, frames, batch, log) = placed_step_inputs(config, jax.local_device_count())
   with jax.transfer_guard('disallow'):
     for _ in range(3):
       state, log = train.jit_geometry_step(state, mesh, constants, frames, batch, log, settings=settings,

@@ -103,6 +103,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f'--config.data.path={config.data.path!r} is not a folder: point it at a sequence folder.')
   elif not config.data.synthetic_preset:
     raise ConfigError(
-        'No input sequence: pass --config.data.path=DIR (a sequence folder, see DESIGN.md section 3) '
+        'No input sequence: pass --config.data.path=DIR (a sequence folder, see docs/design.md section 3) '
         'or --config.data.synthetic_preset=demo.'
     )

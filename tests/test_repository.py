@@ -1,7 +1,8 @@
 """Tests of the repository itself: it stands alone.
 
 (a) The modules of ngd_jax import each other without a cycle (lazy imports inside functions
-    included: a cycle that only works because one side imports late is still a cycle).
+    included: a cycle that only works because one side imports late is still a cycle), and only
+    down the layers that WORKSPACE.md lists.
 (b) Every path that a tracked file names inside the repository exists, and nothing points outside
     it (the documents a comment cites ship with the code: docs/method.md, docs/design.md, ...).
 """
@@ -153,6 +154,50 @@ def test_no_import_cycle_among_the_package_modules():
   problems = [f'{" -> ".join(shortest_cycle(graph, component))}  (modules of this knot: '
               f'{", ".join(sorted(component))})' for component in strongly_connected(graph)]
   assert not problems, 'Import cycles among ngd_jax modules (lazy imports count):\n' + '\n'.join(problems)
+
+
+def workspace_layers(text: str, modules: dict[str, pathlib.Path], package: str = PACKAGE) -> dict[str, int]:
+  """Module -> layer number, from the indented block of WORKSPACE.md's "Layers" section.
+
+  Each line of the block is `<number>  <label>  <names>`: module names relative to the package,
+  or folders (`render/`) standing for a subpackage and all its modules; separators (commas,
+  semicolons, arrows) and parenthesised remarks are ignored.
+  """
+  section = text.split('## Layers', 1)[1].split('\n## ', 1)[0]
+  layers = {}
+  for line in section.splitlines():
+    match = re.match(r'\s{4,}(\d+)\s+\S+\s+(.*)$', line)
+    if not match:
+      continue
+    for token in re.split(r'[\s,;]+|->', re.sub(r'\([^)]*\)', ' ', match.group(2))):
+      if not token:
+        continue
+      name = f'{package}.{token.rstrip("/").replace("/", ".")}'
+      placed = [m for m in modules if m == name or (token.endswith('/') and m.startswith(name + '.'))]
+      assert placed, f'WORKSPACE.md layer {match.group(1)} names {token!r}, which is no module of {package}.'
+      layers.update((m, int(match.group(1))) for m in placed)
+  return layers
+
+
+def test_workspace_layers_parse_names_folders_and_remarks():
+  modules = {name: pathlib.Path() for name in ('p', 'p.a', 'p.b', 'p.sub', 'p.sub.x', 'p.main')}
+  text = ('## Layers\nintro\n\n    2  top    main -> a (remark, b), b\n    1  low    sub/\n\n'
+          '`main` is special.\n\n## Next\n    9  no     a\n')
+  assert workspace_layers(text, modules, 'p') == {'p.main': 2, 'p.a': 2, 'p.b': 2, 'p.sub': 1, 'p.sub.x': 1}
+
+
+def test_imports_go_down_the_workspace_layers():
+  """WORKSPACE.md, "Layers": a module imports only from its own layer or lower ones."""
+  modules = module_files()
+  graph = import_graph(modules)
+  layers = workspace_layers((ROOT / 'WORKSPACE.md').read_text(encoding='utf-8'), modules)
+  connected = {name for name, imports in graph.items() if imports} | set().union(*graph.values())
+  unplaced = sorted(connected - set(layers))
+  upward = sorted(f'{name} (layer {layers[name]}) imports {target} (layer {layers[target]})'
+                  for name, imports in graph.items() for target in imports
+                  if name in layers and target in layers and layers[target] > layers[name])
+  assert not unplaced and not upward, ('Modules missing from WORKSPACE.md "Layers": ' + ', '.join(unplaced) +
+                                       '\nImports up the layers:\n' + '\n'.join(upward))
 
 
 # (b) Dangling path references.

@@ -61,7 +61,7 @@ from ngd_jax import run as run_lib
 from ngd_jax.geometry import poisson
 
 # Frames decoded at the benchmark's resolution: a step reads one, so their number only sets the
-# load time; the state's per-frame arrays are sized for --frames (with_frames).
+# load time; the state's per-frame warm starts are sized for --frames (with_frames).
 LOADED_FRAMES = 8
 PAPER_VERTICES = (5000, 14000)
 
@@ -118,11 +118,12 @@ def make_run(config: ml_collections.ConfigDict, target_vertices: int) -> run_lib
 
 
 def with_frames(state: run_lib.GeometryState, num_frames: int) -> run_lib.GeometryState:
-  """The state's per-frame arrays (CG warm starts, blend targets) sized for a run of num_frames
-  frames, as the step reads and writes them."""
+  """The state's per-frame CG warm starts (kept for the cg solver only) sized for a run of
+  num_frames frames, as the step reads and writes them."""
+  if state.solutions is None:
+    return state
   return state._replace(
-      solutions=jnp.broadcast_to(state.solutions[:1], (num_frames,) + state.solutions.shape[1:]),
-      blend_target=jnp.zeros((num_frames,) + state.blend_target.shape[1:], state.blend_target.dtype))
+      solutions=jnp.broadcast_to(state.solutions[:1], (num_frames,) + state.solutions.shape[1:]))
 
 
 def _record(results: dict, name: str, timing, **extra) -> None:

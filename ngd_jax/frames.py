@@ -1,6 +1,6 @@
 """Host: the training frames of a sequence, loaded once at the training resolution.
 
-One step reads one frame (METHOD.md section 5), so the frames are decoded once into host arrays
+One step reads one frame (docs/method.md section 5), so the frames are decoded once into host arrays
 and each step transfers one slice; images stay uint8 where that loses nothing.
 """
 
@@ -68,7 +68,7 @@ def load_frames(seq: data.Sequence, config: ml_collections.ConfigDict) -> FrameB
     raise data.SequenceError(
         seq.path / 'normal',
         'the sequence has no normal maps; NGD is supervised by diffuse images computed from them',
-        'add normal/000000.npy ... (camera-space unit normals from any estimator, DESIGN.md section 3)',
+        'add normal/000000.npy ... (camera-space unit normals from any estimator, docs/design.md section 3)',
     )
   indices = training_indices(seq.num_frames, config.data)
   frames = [seq.load_frame(int(i), config.data.resolution) for i in indices]

@@ -1,4 +1,4 @@
-"""NGD's loss terms (METHOD.md sections 4 and 7), each a pure function returning a scalar.
+"""NGD's loss terms (docs/method.md sections 4 and 7), each a pure function returning a scalar.
 
 Images are float32 [H, W, C] (or [H, W] for masks) in [0, 1]; every function is jit-able and
 differentiable in its first (rendered) argument.
@@ -48,7 +48,7 @@ def render_loss(
     hands: Float[Array, 'H W'],
     weights: RenderLossWeights,
 ) -> dict[str, Array]:
-  """The weighted render term (METHOD.md section 4); the rendered diffuse is masked by the target mask.
+  """The weighted render term (docs/method.md section 4); the rendered diffuse is masked by the target mask.
 
   Returns the three weighted parts by name (they sum to the render term).
   """
@@ -67,7 +67,7 @@ def jacobian_loss(
   """mean((J - I)^2) over the 9 entries of `num_faces` real faces.
 
   `face_weight` is 0 for padding faces and, after warm-up, for faces not visible in the frame
-  (they count as identity and contribute 0, METHOD.md section 4); the mean still divides by all
+  (they count as identity and contribute 0, docs/method.md section 4); the mean still divides by all
   real faces, as the authors do.
   """
   sq = jnp.sum((jacobians - jnp.eye(3)) ** 2, axis=(1, 2))
@@ -121,7 +121,7 @@ def sample_depth_pairs(
   key_first, key_offset = jax.random.split(key)
   if in_mask:
     # Inverse CDF over the mask (uniform over its pixels; an empty mask gives the whole image):
-    # one cumsum instead of categorical's [num_pairs, H W] Gumbel draws (benchmarks/TRAIN.md).
+    # one cumsum instead of categorical's [num_pairs, H W] Gumbel draws (benchmarks/README.md, "Proposals, ranked by measured gain", proposal 2).
     inside = (mask.reshape(-1) > 0.5).astype(jnp.float32)
     cdf = jnp.cumsum(jnp.where(jnp.any(inside > 0), inside, 1.0))
     first = jnp.searchsorted(cdf, jax.random.uniform(key_first, (num_pairs,)) * cdf[-1], side='right')
@@ -173,7 +173,7 @@ def erode(mask: Float[Array, 'H W'], pixels: int) -> Float[Array, 'H W']:
 def texture_loss(
     rendered: Float[Array, 'H W 3'], target: Float[Array, 'H W 3'], mask: Float[Array, 'H W']
 ) -> Array:
-  """Relative L2 on the (already eroded) mask: mean((I_r - I_t)^2 / (sg(I_r)^2 + 0.01)) (METHOD.md section 7)."""
+  """Relative L2 on the (already eroded) mask: mean((I_r - I_t)^2 / (sg(I_r)^2 + 0.01)) (docs/method.md section 7)."""
   rel = (rendered - target) ** 2 / (jax.lax.stop_gradient(rendered) ** 2 + 0.01)
   weight = mask[..., None]
   return jnp.sum(rel * weight) / jnp.maximum(jnp.sum(weight) * rendered.shape[-1], 1.0)

@@ -1,4 +1,4 @@
-"""The garment model: Jacobian fields -> Poisson solve -> skinning -> rendering (METHOD.md 2-3).
+"""The garment model: Jacobian fields -> Poisson solve -> skinning -> rendering (docs/method.md section 2-3).
 
 Everything here is pure JAX over pytrees and runs inside jit; the static parts (network shape,
 solver choice, resolution) live in GarmentModel, a frozen dataclass closed over by jit.
@@ -73,6 +73,12 @@ class GarmentModel:
   parameterization: str = 'jacobian'
   cg_warm_start: bool = True  # config.geometry.cg_warm_start: False ignores the x0 of solve().
 
+  @property
+  def warm_starts(self) -> bool:
+    """Whether solve() reads x0: CG warm starts, where CG can be the solver ('cg', or 'auto' off CPU)."""
+    may_use_cg = self.solver == 'cg' or (self.solver == 'auto' and jax.default_backend() != 'cpu')
+    return self.cg_warm_start and may_use_cg
+
   def init_static(self, operators: geometry.PoissonOperators) -> Array:
     """J^S at initialisation [Fc, 3, 3] (the template's Jacobians), or zero offsets [Vc, 3]."""
     if self.parameterization == 'displacement':
@@ -101,7 +107,7 @@ class GarmentModel:
   def dynamic_jacobians(
       self, field_params, bounds: geometry.FieldBounds, mesh: GarmentMesh, static_posed: Array, frame: FrameInputs
   ) -> Float[Array, 'Fc 3 3']:
-    """f_G on the J^S-only mesh skinned to the frame; its inputs carry no gradient (METHOD.md 2)."""
+    """f_G on the J^S-only mesh skinned to the frame; its inputs carry no gradient (docs/method.md section 2)."""
     centres, normals = face_frames(jax.lax.stop_gradient(static_posed), mesh.operators.faces)
     inputs = geometry.normalize_field_inputs(bounds, centres, normals, jax.lax.stop_gradient(frame.pose_code))
     return self.field.apply(field_params, inputs.centres, inputs.normals, inputs.pose_code)
@@ -129,7 +135,7 @@ class GarmentModel:
       dynamic: static flag; False during warm-up (J^D = 0, the network is not evaluated).
       blend_target: after a remesh, the old per-frame J^D transferred to the new faces (or the old
         dynamic offsets to the new vertices); J^D is
-        (1 - blend_weight) * blend_target + blend_weight * network (METHOD.md section 6).
+        (1 - blend_weight) * blend_target + blend_weight * network (docs/method.md section 6).
       x0: warm start of a CG solve (ignored by Cholesky and by the displacement baseline).
     """
     static = params['static']

@@ -51,8 +51,9 @@ def remesh_state(run: run_lib.Run, state: run_lib.GeometryState, mesh: model_lib
                              vertex_capacity=vertex_capacity)
     static = move(np.asarray(state.params['static']))
     inner['static'] = move(inner['static'])
-    blend_target = np.zeros((run.bank.num_frames, vertex_capacity, 3), np.float32)
+    blend_target = None
     if old_dynamic is not None:
+      blend_target = np.zeros((run.bank.num_frames, vertex_capacity, 3), np.float32)
       blend_target[:, : len(result.vertices)] = remesh.parent_means(
           old_dynamic[:, : len(old_vertices)], result.vertex_parent, axis=1)
   else:
@@ -60,15 +61,18 @@ def remesh_state(run: run_lib.Run, state: run_lib.GeometryState, mesh: model_lib
         np.asarray(state.params['static']), correspondence, old_face_capacity, 'blend', face_capacity)
     inner['static'] = remesh.transfer_face_leaves(inner['static'], correspondence, old_face_capacity, 'nearest',
                                                   face_capacity)
-    blend_target = np.zeros((run.bank.num_frames, face_capacity, 3, 3), np.float32)
+    blend_target = None
     if old_dynamic is not None:
+      blend_target = np.zeros((run.bank.num_frames, face_capacity, 3, 3), np.float32)
       blend_target[:, : len(result.faces)] = remesh.blend_faces(
           old_dynamic[:, : len(old_faces)], correspondence, axis=1)
   opt_state = opt_state._replace(inner_states=inner)
-  old_solutions = np.asarray(state.solutions)[:, : len(old_vertices)]
-  midpoints = old_solutions[:, result.vertex_parent].mean(axis=2)
-  solutions = np.concatenate(
-      [midpoints, np.repeat(midpoints[:, :1], vertex_capacity - len(result.vertices), axis=1)], axis=1)
+  solutions = None
+  if state.solutions is not None:
+    old_solutions = np.asarray(state.solutions)[:, : len(old_vertices)]
+    midpoints = old_solutions[:, result.vertex_parent].mean(axis=2)
+    solutions = np.concatenate(
+        [midpoints, np.repeat(midpoints[:, :1], vertex_capacity - len(result.vertices), axis=1)], axis=1)
   new_state = state._replace(
       params=dict(state.params, static=jnp.asarray(static)),
       opt_state=jax.tree.map(jnp.asarray, opt_state),
@@ -77,9 +81,9 @@ def remesh_state(run: run_lib.Run, state: run_lib.GeometryState, mesh: model_lib
       num_vertices=jnp.int32(len(result.vertices)),
       num_faces=jnp.int32(len(result.faces)),
       scores=remesh.init_accumulator(face_capacity),
-      blend_target=jnp.asarray(blend_target, jnp.float32),
+      blend_target=None if blend_target is None else jnp.asarray(blend_target, jnp.float32),
       blend_start_epoch=jnp.int32(epoch if dynamic_on else run_lib.NO_BLEND_EPOCH),
-      solutions=jnp.asarray(solutions, jnp.float32),
+      solutions=None if solutions is None else jnp.asarray(solutions, jnp.float32),
   )
   reporter.write(f'Remesh {remesh_index + 1}/{num_remeshes} after epoch {epoch}: {result.report}')
   return new_state, new_mesh

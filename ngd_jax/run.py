@@ -47,9 +47,11 @@ class GeometryState(NamedTuple):
   num_vertices: Int[Array, '']
   num_faces: Int[Array, '']
   scores: remesh.FaceScoreAccumulator  # Remesh face scores of the current epoch.
-  blend_target: Float[Array, 'T Fc 3 3']  # Old J^D per frame after a remesh ([T, Vc, 3]: displacement).
+  # Old J^D per frame after a remesh ([T, Vc, 3]: displacement), while J^D blends from it to the
+  # network's (remesh.blend_epochs); None otherwise.
+  blend_target: Float[Array, 'T Fc 3 3'] | None
   blend_start_epoch: Int[Array, '']  # Epoch of the last remesh (NO_BLEND_EPOCH before any).
-  solutions: Float[Array, 'T Vc 3']  # Last canonical solution per frame (CG warm start).
+  solutions: Float[Array, 'T Vc 3'] | None  # Last canonical solution per frame, for CG warm starts only.
 
 
 class TrainingFrames(NamedTuple):
@@ -97,6 +99,16 @@ class Mesh(NamedTuple):
 
   vertices: np.ndarray  # float [V, 3] ([T, V, 3]: one pose per training frame).
   faces: np.ndarray  # int32 [F, 3]
+
+
+def frame_blend_target(state: GeometryState, t: Int[Array, ''] | int) -> Array | None:
+  """The blend target of frame t, or None outside blending."""
+  return None if state.blend_target is None else state.blend_target[t]
+
+
+def blending_ended(config: ml_collections.ConfigDict, epoch: int, blend_start_epoch: int) -> bool:
+  """Host: whether the blend after the last remesh is over at `epoch` (the target can go)."""
+  return blend_start_epoch != NO_BLEND_EPOCH and epoch - blend_start_epoch >= config.remesh.blend_epochs
 
 
 def unpadded_template(state: GeometryState) -> Mesh:
@@ -156,7 +168,6 @@ class Run:
     pose_code = jnp.zeros((constants.pose_pca.components.shape[0],))
     field_params = self.model.field.init(key, centres, centres, pose_code)
     params = {'static': self.model.init_static(ops), 'dynamic': field_params}
-    num_frames = self.bank.num_frames
     state = GeometryState(
         step=jnp.int32(0),
         params=params,
@@ -166,9 +177,10 @@ class Run:
         num_vertices=jnp.int32(len(self.inputs.template_vertices)),
         num_faces=jnp.int32(len(self.inputs.template_faces)),
         scores=remesh.init_accumulator(face_capacity),
-        blend_target=jnp.zeros((num_frames,) + params['static'].shape, jnp.float32),  # Per-frame J^D (or offsets).
+        blend_target=None,
         blend_start_epoch=jnp.int32(NO_BLEND_EPOCH),
-        solutions=jnp.broadcast_to(ops.rest_vertices, (num_frames, vertex_capacity, 3)),
+        solutions=(jnp.broadcast_to(ops.rest_vertices, (self.bank.num_frames, vertex_capacity, 3))
+                   if self.model.warm_starts else None),
     )
     return state, mesh
 
@@ -200,7 +212,7 @@ class Run:
 
 @functools.partial(jax.jit, static_argnames=('model', 'dynamic'))
 def deform_frame(model: model_lib.GarmentModel, params: dict[str, Any], bounds: geometry.FieldBounds,
-                 mesh: model_lib.GarmentMesh, frame: model_lib.FrameInputs, blend_target: Array,
+                 mesh: model_lib.GarmentMesh, frame: model_lib.FrameInputs, blend_target: Array | None,
                  blend_weight_: Float[Array, ''], dynamic: bool) -> model_lib.Deformation:
   """The deformation of one frame with the state's parameters (no gradient, jitted once per shape)."""
   return model.deform(params, bounds, mesh, frame, dynamic=dynamic, blend_target=blend_target,
@@ -222,7 +234,7 @@ def deform_all_frames(run: Run, state: GeometryState, mesh: model_lib.GarmentMes
   for t in range(run.bank.num_frames):
     frame = pipeline.frame_inputs(run.bank, t, codes[t])
     out.append(jax.device_get(deform_frame(run.model, state.params, constants.field_bounds, mesh, frame,
-                                           state.blend_target[t], blend, dynamic)))
+                                           frame_blend_target(state, t), blend, dynamic)))
   return jax.tree.map(lambda *frames: np.stack(frames), *out)
 
 

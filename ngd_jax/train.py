@@ -131,7 +131,7 @@ class StepSettings(NamedTuple):
   devices: int  # Devices the step's frames are spread over (a divisor of the frames per step).
 
 
-def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'], blend_target: jax.Array,
+def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'] | None, blend_target: jax.Array | None,
                      mesh: model_lib.GarmentMesh, constants: run_lib.Constants, frames: run_lib.TrainingFrames,
                      batch: run_lib.StepBatch, *, settings: StepSettings,
                      dynamic: bool) -> tuple[dict[str, Any], FrameOutputs]:
@@ -157,7 +157,8 @@ def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'], 
       t = batch.t[i]
       frame = pipeline.frame_inputs(frames, t, batch.pose_code[i])
       deformation = model.deform(params, constants.field_bounds, mesh, frame, dynamic=dynamic,
-                                 blend_target=blend_target[t], blend_weight=batch.blend_weight, x0=solutions[t])
+                                 blend_target=None if blend_target is None else blend_target[t],
+                                 blend_weight=batch.blend_weight, x0=None if solutions is None else solutions[t])
       noise = batch.vertex_noise_std * jax.random.normal(key_noise, deformation.posed.shape)
       out = model.render(mesh, deformation.posed + noise, frame)
       terms.append(frame_losses(out, deformation, probes[i], images[i], mesh, pairs, loss_config=loss_config,
@@ -230,7 +231,7 @@ def geometry_step(
       params=optax.apply_updates(state.params, updates),
       opt_state=opt_state,
       scores=remesh.accumulate(state.scores, outputs.face_stats),
-      solutions=state.solutions.at[batch.t].set(outputs.canonical),
+      solutions=None if state.solutions is None else state.solutions.at[batch.t].set(outputs.canonical),
   )
   terms = {name: jnp.mean(values) for name, values in outputs.terms.items()}
   metrics = dict(terms, total=sum(terms.values()), static_grad_norm=optax.tree.norm(grads['static']))
@@ -314,13 +315,16 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
   wall_before = meta['wall_seconds']
 
   def save(state):
-    meta.update(wall_seconds=wall_before + time.time() - started, faces=faces)
+    meta.update(wall_seconds=wall_before + time.time() - started, faces=faces,
+                blend_target=state.blend_target is not None)
     checkpointer.save(step, {'constants': constants, 'geometry': state}, meta)
 
   while step < total_steps:
     epoch, position = divmod(step, steps_per_epoch)
     if position == 0:
       state = state._replace(scores=place(remesh.init_accumulator(state.faces.shape[0]), settings.devices))
+      if state.blend_target is not None and run_lib.blending_ended(config, epoch, blend_start):
+        state = state._replace(blend_target=None)  # Its memory (T x Fc x 9 floats) is freed.
     order = loop.epoch_order(config.seed, epoch, bank.num_frames)
     ts = order[position * frames_per_step: (position + 1) * frames_per_step]
     batch = place(run.batch(ts, step, run_lib.blend_weight(config, epoch, blend_start), pose_codes),
@@ -362,7 +366,7 @@ def preview(run: run_lib.Run, state: run_lib.GeometryState, mesh: model_lib.Garm
   frame = pipeline.frame_inputs(run.bank, t, run.pose_codes(constants)[t])
   dynamic = epoch >= run.config.train.warmup_epochs
   deformation = run_lib.deform_frame(run.model, state.params, constants.field_bounds, mesh, frame,
-                                     state.blend_target[t], blend, dynamic)
+                                     run_lib.frame_blend_target(state, t), blend, dynamic)
   out = run_lib.render_frame(run.model, mesh, deformation.posed, frame)
   target = run.bank.target[t]
   image = np.asarray(supervision.supervised_image(out.diffuse, out.normal, run.config.loss.supervision))

@@ -8,6 +8,7 @@ import os
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -38,6 +39,8 @@ def restore_run(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer,
   def template_of(meta: dict[str, Any]) -> dict[str, Any]:
     constants = run.fit_constants()
     state, _ = run.init_state(constants, jax.random.PRNGKey(0))
+    if meta.get('blend_target', False):  # Saved while J^D blended after a remesh.
+      state = state._replace(blend_target=jnp.zeros((run.bank.num_frames,) + state.params['static'].shape))
     template = {'constants': constants, 'geometry': state}
     has_appearance = meta['phase'] in ('appearance', 'done') and meta.get('appearance_started', False)
     if has_appearance:

@@ -93,6 +93,7 @@ def test_run_writes_metrics_and_remeshes(uninterrupted, sequence_path):
     assert step == 24 and picture.shape[1] == panels * 64 + (panels - 1) * 2
   meta, _ = final_state(uninterrupted)
   assert meta['phase'] == 'done' and meta['remeshes'] == 1
+  assert not meta['blend_target']  # Blended over 1 epoch after the remesh, then freed.
   assert os.path.isfile(os.path.join(uninterrupted, 'config.json'))
   assert os.listdir(os.path.join(uninterrupted, 'tensorboard'))
   # One compile per variant (warm-up, full) and capacity bucket; the remesh stayed in its bucket

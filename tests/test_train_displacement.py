@@ -22,6 +22,7 @@ def test_displacement_baseline_trains_remeshes_evaluates_exports_and_resumes(seq
                                                                            monkeypatch):
   config = tiny_config(sequence_path)
   config.geometry.parameterization = 'displacement'
+  config.remesh.blend_epochs = 2  # Still blending at the end (remesh after epoch 2 of 4): the target is kept.
   uninterrupted = str(tmp_path / 'uninterrupted')
   train.train_and_evaluate(config, uninterrupted)
   with open(os.path.join(uninterrupted, 'metrics.json')) as f:

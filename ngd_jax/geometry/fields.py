@@ -1,4 +1,4 @@
-"""Static and dynamic Jacobian fields, J_t = J^S + J^D_t (METHOD.md section 2).
+"""Static and dynamic Jacobian fields, J_t = J^S + J^D_t (docs/method.md section 2).
 
 J^S is a plain learnable array [Fc, 3, 3] initialised to the template's own Jacobians. J^D_t is
 f_G(face centre, face normal, pose code): three hash grids (16 levels x 2 features each) feeding

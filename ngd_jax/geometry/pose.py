@@ -1,4 +1,4 @@
-"""Pose code: PCA of the per-frame pose vectors over the training frames (METHOD.md sections 2, 7).
+"""Pose code: PCA of the per-frame pose vectors over the training frames (docs/method.md sections 2, 7).
 
 Top n principal directions, no whitening. Stored as arrays (a pytree) so it is checkpointed
 with the model and evaluation reproduces the training codes.

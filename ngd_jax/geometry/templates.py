@@ -1,4 +1,4 @@
-"""Garment templates in the body's rest space (METHOD.md section 2, configs/default.py template).
+"""Garment templates in the body's rest space (docs/method.md section 2, configs/default.py template).
 
 load_template reads the sequence's template.obj. body_template builds one from the body's rest
 mesh (y up, metres, as SMPL) for common garments:

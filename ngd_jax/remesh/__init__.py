@@ -1,4 +1,4 @@
-"""Adaptive remeshing (METHOD.md 6).
+"""Adaptive remeshing (docs/method.md section 6).
 
 Face scores inside the training step, host-side refinement, state transfer, capacity buckets.
 """

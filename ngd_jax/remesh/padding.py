@@ -1,4 +1,4 @@
-"""Capacity buckets: mesh-sized arrays padded so that jit compiles once per bucket (DESIGN.md 6).
+"""Capacity buckets: mesh-sized arrays padded so that jit compiles once per bucket (docs/design.md section 6).
 
 Convention (WORKSPACE.md): real faces and vertices come first; padding faces are (0, 0, 0)
 (zero area, never rasterized, zero weight in every operator) and padding vertices are copies of

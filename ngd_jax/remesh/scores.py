@@ -1,10 +1,10 @@
-"""Face scores for adaptive remeshing, accumulated inside the training step (METHOD.md 6).
+"""Face scores for adaptive remeshing, accumulated inside the training step (docs/method.md section 6).
 
 Per frame: the per-pixel norm of d(render loss)/d(rendered diffuse), times the garment mask,
 min-max normalised over the image; then per face the sum of that value and the number of pixels
 rasterized to the face (segment sums by triangle id, fixed number of segments = face capacity).
 
-Combination over the epoch, following METHOD.md 6 ("averaged over each visible face's pixels;
+Combination over the epoch, following docs/method.md section 6 ("averaged over each visible face's pixels;
 accumulated over all frames of that epoch"): for each frame t the face average
 a_{f,t} = sum_{p in f,t} g_p / count_{f,t} is formed where count_{f,t} > 0 (and 0 otherwise);
 the epoch accumulates S_f = sum_t a_{f,t}, i.e. a SUM of per-frame averages (a face seen in more
@@ -116,7 +116,7 @@ def accumulate(accumulator: FaceScoreAccumulator, stats: FrameFaceStats) -> Face
 
 
 def face_scores(accumulator: FaceScoreAccumulator, num_faces: int) -> np.ndarray:
-  """Host: the face score in [0, 1], float64 [num_faces] (real faces only), METHOD.md 6.
+  """Host: the face score in [0, 1], float64 [num_faces] (real faces only), docs/method.md section 6.
 
   S_f (sum over the epoch's frames of the per-frame face averages) min-max normalised over the
   real faces; faces never visible keep S_f = 0 before normalisation. All-equal scores give 0.

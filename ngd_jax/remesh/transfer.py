@@ -1,4 +1,4 @@
-"""Host-side state transfer from the old to the refined mesh (METHOD.md 6).
+"""Host-side state transfer from the old to the refined mesh (docs/method.md section 6).
 
 J^S of a new face: inverse-distance blend of the 3 nearest old faces by rest centroid. Adam
 moments (and any other per-face optimiser state): copied from the nearest old face. Old per-frame
@@ -17,7 +17,7 @@ from scipy import spatial
 
 from ngd_jax.remesh import padding
 
-# Neighbours of the inverse-distance blend (METHOD.md 6).
+# Neighbours of the inverse-distance blend (docs/method.md section 6).
 _BLEND_NEIGHBOURS = 3
 
 
@@ -168,7 +168,7 @@ def transfer_vertex_leaves(tree: Any, vertex_parent: np.ndarray, num_old_vertice
 def blend_weight(epoch_since_remesh: jax.typing.ArrayLike, blend_epochs: int) -> jax.Array:
   """Weight of the network J^D after a remesh; 1 - weight goes to the interpolated old J^D.
 
-  Rises linearly from 0 at the remesh to 1 after remesh.blend_epochs epochs (METHOD.md 6):
+  Rises linearly from 0 at the remesh to 1 after remesh.blend_epochs epochs (docs/method.md section 6):
   J^D = (1 - w) J^D_old + w f_G(...). jit-compatible; blend_epochs <= 0 gives 1.
   """
   if blend_epochs <= 0:

@@ -1,7 +1,7 @@
 """Analytic antialiasing of silhouette edges: the only source of silhouette gradients.
 
 Written from the published algorithm (Laine et al. 2020, "Modular primitives for high-performance
-differentiable rendering", section 3.3; NOTES.md), not from its code. For every pair of
+differentiable rendering", section 3.3; docs/notes.md), not from its code. For every pair of
 horizontally or vertically neighbouring pixels with different triangle ids, the triangle of the
 nearer pixel (the non-background one if the other is background) is the owner. Along the segment
 from the owner pixel's centre to the other's, the owner's edge that the segment leaves the
@@ -15,7 +15,7 @@ t < 0.5. Gradients w.r.t. positions flow through t.
 
 Only pairs whose ids differ and whose owner has such an edge can change, a few per cent of all
 pairs on garment frames, so antialias gathers those into a static capacity and scatters the
-deltas back (benchmarks/TRAIN.md, proposal 3), with an exact fallback when they do not fit.
+deltas back (benchmarks/README.md, "Proposals, ranked by measured gain", proposal 3), with an exact fallback when they do not fit.
 """
 
 import functools

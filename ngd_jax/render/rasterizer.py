@@ -1,4 +1,4 @@
-"""rasterize and interpolate: nvdiffrast's semantics on any JAX backend (DESIGN.md section 4).
+"""rasterize and interpolate: nvdiffrast's semantics on any JAX backend (docs/design.md section 4).
 
 Conventions (WORKSPACE.md): OpenGL clip space; pixel (r, c) has its centre at
 x_ndc = 2(c + 0.5)/W - 1, y_ndc = 1 - 2(r + 0.5)/H, so row 0 is the top row of the image.
@@ -12,7 +12,7 @@ partly off-screen triangles are clipped to the viewport. Degenerate triangles (p
 (0, 0, 0)) are never drawn.
 
 Gradients: the kernel (C++ through jax.ffi, or portable JAX) only picks the triangle id per pixel;
-(u, v) are then recomputed in JAX from the ids in the 2-D homogeneous form (NOTES.md), so autodiff
+(u, v) are then recomputed in JAX from the ids in the 2-D homogeneous form (docs/notes.md), so autodiff
 gives the rasterize gradient w.r.t. clip x, y, w. z/w and ids carry no gradient.
 """
 

@@ -1,4 +1,4 @@
-"""Bilinear texture lookup (DESIGN.md section 4), differentiable in the texture and the uv.
+"""Bilinear texture lookup (docs/design.md section 4), differentiable in the texture and the uv.
 
 uv convention (OBJ / glTF as written by xatlas users): u in [0, 1] runs left to right across the
 texture image's columns, v in [0, 1] runs bottom to top, i.e. v = 0 is the bottom row (the last

@@ -1,6 +1,6 @@
-// Triangle rasterizer for the CPU: nearest triangle id and z/w per pixel (DESIGN.md section 4).
+// Triangle rasterizer for the CPU: nearest triangle id and z/w per pixel (docs/design.md section 4).
 //
-// Layers (STYLE.md habit 8): a core that knows nothing of XLA (raw pointers and sizes, namespace
+// Layers: a core that knows nothing of XLA (raw pointers and sizes, namespace
 // ngd_render), then a thin XLA FFI binding (RasterizeFfi) exported with C linkage; the Python
 // wrapper is ngd_jax/render/ffi.py. The arithmetic is the specification shared with the portable
 // JAX kernel (ngd_jax/render/portable.py), which must give identical ids and depths:

@@ -43,6 +43,7 @@ class Deformation(NamedTuple):
   dynamic: Float[Array, 'Fc 3 3']  # J^D (zero during warm-up); displacement: dynamic offsets [Vc, 3].
   canonical: Float[Array, 'Vc 3']  # Poisson solution (displacement: rest + offsets) in the rest space.
   posed: Float[Array, 'Vc 3']  # Skinned to the frame (world).
+  solve: geometry.SolveInfo  # Of the final Poisson solve (CG iterations, residual); zeros without a solve.
 
 
 def face_frames(vertices: Float[Array, 'V 3'], faces) -> tuple[Array, Array]:
@@ -95,11 +96,15 @@ class GarmentModel:
     """Offsets [Vc, 3] with the padding vertices' rows zeroed (they stay copies of vertex 0's rest)."""
     return offsets * mesh.operators.vertex_mask[:, None].astype(offsets.dtype)
 
-  def solve(self, mesh: GarmentMesh, jacobians: Array, x0: Array | None = None) -> Float[Array, 'Vc 3']:
-    return geometry.poisson_solve(
+  def solve_with_info(self, mesh: GarmentMesh, jacobians: Array,
+                      x0: Array | None = None) -> tuple[Float[Array, 'Vc 3'], geometry.SolveInfo]:
+    return geometry.poisson_solve_with_info(
         mesh.operators, jacobians, self.solver, x0=x0 if self.cg_warm_start else None, tol=self.cg_tol,
         maxiter=self.cg_maxiter
     )
+
+  def solve(self, mesh: GarmentMesh, jacobians: Array, x0: Array | None = None) -> Float[Array, 'Vc 3']:
+    return self.solve_with_info(mesh, jacobians, x0)[0]
 
   def skin(self, mesh: GarmentMesh, canonical: Array, frame: FrameInputs) -> Float[Array, 'Vc 3']:
     return body.lbs(canonical, mesh.skinning_weights, frame.transforms)
@@ -149,8 +154,8 @@ class GarmentModel:
     else:
       dyn = jnp.zeros_like(static)
     jacobians = static + dyn
-    canonical = self.solve(mesh, jacobians, x0)
-    return Deformation(jacobians, dyn, canonical, self.skin(mesh, canonical, frame))
+    canonical, info = self.solve_with_info(mesh, jacobians, x0)
+    return Deformation(jacobians, dyn, canonical, self.skin(mesh, canonical, frame), info)
 
   def dynamic_offsets(
       self, field_params, bounds: geometry.FieldBounds, mesh: GarmentMesh, static_posed: Array, frame: FrameInputs
@@ -175,7 +180,8 @@ class GarmentModel:
       dyn = jnp.zeros_like(static_canonical)
       canonical = static_canonical
     jacobians = geometry.jacobians(mesh.operators, canonical)
-    return Deformation(jacobians, dyn, canonical, self.skin(mesh, canonical, frame))
+    no_solve = geometry.SolveInfo(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
+    return Deformation(jacobians, dyn, canonical, self.skin(mesh, canonical, frame), no_solve)
 
   def render(self, mesh: GarmentMesh, posed: Array, frame: FrameInputs) -> render.GarmentRender:
     return render.render_garment(

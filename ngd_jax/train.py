@@ -31,6 +31,7 @@ from ngd_jax import compiles
 from ngd_jax import configuration
 from ngd_jax import data
 from ngd_jax import evaluate
+from ngd_jax import geometry
 from ngd_jax import loop
 from ngd_jax import losses
 from ngd_jax import model as model_lib
@@ -109,14 +110,18 @@ def frame_losses(
   return terms
 
 
-# The step's metrics: the loss terms (0 where a term is off) and their total, the gradient norm of J^S.
-METRICS = ('huber', 'ssim', 'mask', 'jacobian', 'smoothness', 'penetration', 'depth', 'total', 'static_grad_norm')
+# The step's metrics: the loss terms (0 where a term is off) and their total, the gradient norm of J^S,
+# and the final Poisson solve's relative residual, CG iterations and whether CG stopped at its cap
+# (0 for the direct solvers), each a mean over the step's frames.
+METRICS = ('huber', 'ssim', 'mask', 'jacobian', 'smoothness', 'penetration', 'depth', 'total', 'static_grad_norm',
+           'poisson_residual', 'poisson_iterations', 'poisson_capped')
 
 
 class FrameOutputs(NamedTuple):
   """What the step keeps of each of its frames besides the gradient (leading axis: the step's frames)."""
 
   terms: dict[str, jax.Array]  # The weighted loss terms by name, [B] each.
+  solve: geometry.SolveInfo  # Each frame's final Poisson solve, [B] each.
   canonical: Float[Array, 'B Vc 3']  # Each frame's canonical solution (its next CG warm start).
   face_stats: remesh.FrameFaceStats  # Remesh face statistics, [B, Fc] each.
 
@@ -148,7 +153,7 @@ def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'] |
   images = [frame_images(frames, batch.t[i]) for i in range(local)]
 
   def loss_fn(params, probes):
-    terms, rasts, canonicals = [], [], []
+    terms, rasts, canonicals, solves = [], [], [], []
     for i in range(local):
       draw = batch.step * frames_per_step + offset + i
       key_noise, key_pairs = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(batch.seed), draw))
@@ -165,17 +170,19 @@ def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'] |
                                 dynamic=dynamic, use_depth=settings.use_depth))
       rasts.append(out.rast)
       canonicals.append(deformation.canonical)
-    stacked = jax.tree.map(lambda *values: jnp.stack(values), *terms)
+      solves.append(deformation.solve)
+    stack = lambda *values: jnp.stack(values)
+    stacked = jax.tree.map(stack, *terms)
     total = sum(jnp.sum(values) for values in stacked.values()) / local
-    return total, (stacked, jnp.stack(rasts), jnp.stack(canonicals))
+    return total, (stacked, jnp.stack(rasts), jnp.stack(canonicals), jax.tree.map(stack, *solves))
 
   probes = jnp.zeros((local,) + frames.target.shape[1:], frames.target.dtype)
-  (_, (terms, rasts, canonicals)), (grads, grad_images) = jax.value_and_grad(
+  (_, (terms, rasts, canonicals, solves)), (grads, grad_images) = jax.value_and_grad(
       loss_fn, argnums=(0, 1), has_aux=True)(params, probes)
   masks = jnp.stack([image.mask for image in images])[..., None]
   stats = remesh.frame_face_stats(grad_images, masks, rasts, face_capacity)
   grads = jax.lax.pmean(grads, 'frames')
-  return grads, FrameOutputs(terms, jax.lax.stop_gradient(canonicals), stats)
+  return grads, FrameOutputs(terms, solves, jax.lax.stop_gradient(canonicals), stats)
 
 
 def device_mesh(devices: int) -> jax.sharding.Mesh:
@@ -234,7 +241,11 @@ def geometry_step(
       solutions=None if state.solutions is None else state.solutions.at[batch.t].set(outputs.canonical),
   )
   terms = {name: jnp.mean(values) for name, values in outputs.terms.items()}
-  metrics = dict(terms, total=sum(terms.values()), static_grad_norm=optax.tree.norm(grads['static']))
+  capped = outputs.solve.iterations >= settings.model.cg_maxiter
+  metrics = dict(terms, total=sum(terms.values()), static_grad_norm=optax.tree.norm(grads['static']),
+                 poisson_residual=jnp.mean(outputs.solve.residual),
+                 poisson_iterations=jnp.mean(outputs.solve.iterations.astype(jnp.float32)),
+                 poisson_capped=jnp.mean(capped.astype(jnp.float32)))
   log = log.add({name: metrics.get(name, jnp.zeros(())) for name in METRICS})
   # Outputs laid out as `place` lays out the inputs, so feeding them back hits the compiled step.
   replicated = jax.sharding.NamedSharding(device_mesh(settings.devices), jax.sharding.PartitionSpec())
@@ -341,6 +352,8 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
       # Read once per interval, and before anything is saved: a checkpoint never holds a diverged state.
       means, log = log.means(), place(loop.LogSums.zeros(METRICS), settings.devices)
       loop.check_finite(means, step, checkpointer, config.train.log_every_steps)
+      if means['poisson_capped'] > 0:
+        geometry.warn_if_capped(config.geometry.cg_maxiter, means['poisson_residual'], config.geometry.cg_maxiter)
       reporter.scalars(step, dict(means, faces=faces, epoch=epoch), 'geometry')
     if step % config.train.image_every_steps == 0:
       reporter.image(step, 'geometry/target_vs_render', preview(run, state, mesh, constants, int(ts[0])))

@@ -5,8 +5,8 @@ implicit solve through lax.custom_linear_solve (the system is symmetric, so the 
 the same solve on the incoming gradient):
   'dense': the dense inverse of the padded system, computed in float32 on the device once per
     topology from its Cholesky factor (attach_dense_inverse, kept in operators.dense_inverse),
-    applied by one matrix product plus one step of iterative refinement against the sparse
-    system. No host callback, so it runs on any backend and JAX's persistent compilation cache
+    applied by one matrix product plus one step (two above 5k vertices) of iterative
+    refinement against the sparse system. No host callback, so it runs on any backend and JAX's persistent compilation cache
     can store the step; it takes Vc^2 floats (config.geometry.dense_max_vertices bounds what
     'auto' builds). An explicit inverse rather than the factor: as accurate after the refinement
     and 2-3x faster on CPU than two triangular solves (benchmarks/README.md, Poisson section).
@@ -45,10 +45,13 @@ from ngd_jax.geometry import operators as operators_lib
 
 SOLVERS = ('auto', 'cg', 'cholesky', 'dense')
 # Largest vertex capacity at which the dense solve measured at least as fast as the cholespy one
-# on CPU, forward + backward (benchmarks/README.md, Poisson section: faster at 500 vertices,
-# slower from 1k on, 9x at 5k).
+# on CPU, forward + backward (benchmarks/README.md, Poisson section: 0.56-1.02x at 480 vertices,
+# 1.4-1.5x at 990, 2.5-3.6x at 2k).
 CPU_DENSE_MAX_VERTICES = 512
-_REFINEMENT_STEPS = 1  # A second step measured no gain (benchmarks/README.md, Poisson section).
+# Up to this capacity one refinement step brings the dense solve within 2e-7 of the float64 one;
+# above, the float32 inverse is further off (1e-3 at 10k vertices, 1e-2 at 20k) and two steps
+# are needed (1e-7 at 10k, 1e-6 at 20k; benchmarks/README.md, Poisson section).
+_ONE_REFINEMENT_MAX_VERTICES = 5120
 _REGISTRY_SIZE = 8  # Factors kept on the host (one per live topology; old buckets are evicted).
 _registry: collections.OrderedDict = collections.OrderedDict()
 _registry_lock = threading.Lock()
@@ -186,7 +189,7 @@ def _refinement_residual(operators: operators_lib.PoissonOperators, rhs: jax.Arr
 def _dense_solve(operators: operators_lib.PoissonOperators, rhs: jax.Array) -> jax.Array:
   inverse = operators.dense_inverse.inverse
   x = inverse @ rhs
-  for _ in range(_REFINEMENT_STEPS):
+  for _ in range(1 if inverse.shape[0] <= _ONE_REFINEMENT_MAX_VERTICES else 2):
     x = x + inverse @ _refinement_residual(operators, rhs, x)
   return x
 

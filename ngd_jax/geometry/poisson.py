@@ -44,10 +44,13 @@ import scipy.sparse.linalg
 from ngd_jax.geometry import operators as operators_lib
 
 SOLVERS = ('auto', 'cg', 'cholesky', 'dense')
-# Largest vertex capacity at which the dense solve measured at least as fast as the cholespy one
-# on CPU, forward + backward (benchmarks/README.md, Poisson section: 0.56-1.02x at 480 vertices,
-# 1.4-1.5x at 990, 2.5-3.6x at 2k).
-CPU_DENSE_MAX_VERTICES = 512
+# Largest vertex capacity at which 'auto' picks the dense solve on CPU (benchmarks/README.md,
+# Poisson section: 0.56-1.02x cholespy's forward + backward at 480 vertices, 1.4-1.5x at 990,
+# i.e. ~0.3 ms more per solve, 2.5-3.6x at 2k). Up to the default capacity bucket (1024) the
+# step then has no host callback, so JAX's persistent compilation cache stores it: a second
+# process compiles the demo's dynamic step in 0.7 s instead of 15.2 s (benchmarks/README.md,
+# "Compile once per machine").
+CPU_DENSE_MAX_VERTICES = 1024
 # Up to this capacity one refinement step brings the dense solve within 2e-7 of the float64 one;
 # above, the float32 inverse is further off (1e-3 at 10k vertices, 1e-2 at 20k) and two steps
 # are needed (1e-7 at 10k, 1e-6 at 20k; benchmarks/README.md, Poisson section).

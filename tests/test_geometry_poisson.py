@@ -270,13 +270,13 @@ def test_resolve_solver_by_backend_size_and_guard(caplog):
   with pytest.raises(ValueError, match='Unknown Poisson solver'):
     resolve('lu', 1024, 20000)
   with caplog.at_level(logging.WARNING):
-    # Explicit names are kept; on CPU 'auto' is dense only where it measured as fast.
+    # Explicit names are kept; on CPU 'auto' is dense only up to the default capacity bucket.
     assert [resolve(name, 10**6, 0, 'cpu') for name in ('cg', 'cholesky', 'dense')] == [
         'cg', 'cholesky', 'dense']
     assert resolve('auto', poisson.CPU_DENSE_MAX_VERTICES, 20000, 'cpu') == 'dense'
     assert resolve('auto', 2 * poisson.CPU_DENSE_MAX_VERTICES, 20000, 'cpu') == 'cholesky'
     assert resolve('auto', 20000, 20000, 'gpu') == 'dense'
-    assert resolve('auto', 1024, 20000) == 'cholesky'  # Tests run on CPU.
+    assert resolve('auto', 2048, 20000) == 'cholesky'  # Tests run on CPU.
     assert not caplog.records  # Only the memory guard logs.
     assert resolve('auto', 20480, 20000, 'gpu') == 'cg'
     assert resolve('auto', 512, 256, 'cpu') == 'cholesky'

@@ -54,6 +54,7 @@ from bench_train import timed
 from configs import default
 from ngd_jax import data
 from ngd_jax import frames as frames_lib
+from ngd_jax import padding
 from ngd_jax import pipeline
 from ngd_jax import remesh
 from ngd_jax import render
@@ -177,7 +178,7 @@ def skip_reason(solver: str, vertex_capacity: int) -> str | None:
 def measure_solvers(run: run_lib.Run, state: run_lib.GeometryState, repeats: int) -> dict[str, dict]:
   """Every solver of poisson.SOLVERS but 'auto': forward + backward w.r.t. J, and its mesh build."""
   vertices, faces = run.inputs.template_vertices, run.inputs.template_faces
-  capacity = remesh.capacity(len(vertices), run.config.remesh.capacity_multiple)
+  capacity = padding.capacity(len(vertices), run.config.remesh.capacity_multiple)
   rng = np.random.default_rng(0)
   static = state.params['static']
   jacobians = static + jnp.asarray(0.05 * rng.normal(size=static.shape), jnp.float32)

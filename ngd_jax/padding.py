@@ -1,33 +1,17 @@
-"""Capacity buckets: mesh-sized arrays padded so that jit compiles once per bucket (docs/design.md section 6).
+"""Host: capacity buckets, mesh-sized arrays padded so that jit compiles once per bucket
+(docs/design.md section 6), the one place that writes the padding convention.
 
-Convention (WORKSPACE.md): real faces and vertices come first; padding faces are (0, 0, 0)
-(zero area, never rasterized, zero weight in every operator) and padding vertices are copies of
-vertex 0 (pinned in the Poisson system). `face_mask` / `vertex_mask` mark the real entries.
+Convention (WORKSPACE.md): real faces and vertices come first; padding faces are (0, 0, 0) (zero
+area, never rasterized, zero weight in every operator) and padding vertices are copies of vertex
+0 (pinned in the Poisson system), so vertex-indexed arrays pad by repeating their first row and
+everything else pads with a constant. `face_mask` / `vertex_mask` mark the real entries.
 """
 
-from typing import NamedTuple
-
-import jax
 import numpy as np
 
 
-class PaddedMesh(NamedTuple):
-  """A mesh padded to capacity.
-
-  Attributes:
-    vertices: float [vertex_capacity, 3]; rows past the real count copy vertex 0.
-    faces: int32 [face_capacity, 3]; rows past the real count are (0, 0, 0).
-    vertex_mask: bool [vertex_capacity], True for real vertices.
-    face_mask: bool [face_capacity], True for real faces.
-  """
-  vertices: np.ndarray
-  faces: np.ndarray
-  vertex_mask: np.ndarray
-  face_mask: np.ndarray
-
-
 def capacity(n: int, multiple: int) -> int:
-  """Host: the bucket size for n entries: n rounded up to a multiple of `multiple`, at least one."""
+  """The bucket size for n entries: n rounded up to a multiple of `multiple`, at least one."""
   if multiple < 1:
     raise ValueError(
         f'capacity multiple must be >= 1, got {multiple}; see remesh.capacity_multiple.')
@@ -36,56 +20,36 @@ def capacity(n: int, multiple: int) -> int:
   return max(1, -(-n // multiple)) * multiple
 
 
-def pad_face_array(values: np.ndarray, face_capacity: int, fill: float = 0) -> np.ndarray:
-  """Host: pads a face-indexed array [F, ...] (J^S, Adam moments, ...) to [face_capacity, ...].
-
-  Works for any leading-axis-indexed array (vertex arrays too). `fill` is the value of the
-  padding rows; they are masked everywhere, so the value only matters for losses that average
-  over all rows without a mask.
-  """
-  values = np.asarray(values)
-  n = values.shape[0]
-  if n > face_capacity:
+def _check_fits(n: int, size: int) -> None:
+  if n > size:
     raise ValueError(
-        f'array with {n} rows does not fit a capacity of {face_capacity}; compute the capacity '
-        'with capacity(n, multiple) from the new count.')
-  padding = np.full((face_capacity - n,) + values.shape[1:], fill, dtype=values.dtype)
-  return np.concatenate([values, padding], axis=0)
+        f'array with {n} rows does not fit a capacity of {size}; compute the capacity with '
+        'capacity(n, multiple) from the new count.')
+
+
+def pad_rows(values: np.ndarray, size: int, fill: float = 0, axis: int = 0) -> np.ndarray:
+  """Pads `axis` of an array to `size` with `fill`: faces (0, 0, 0), face-indexed arrays (J^S,
+  Adam moments, areas), anchor weights, face pairs. The padding rows are masked everywhere, so
+  `fill` only matters for a loss that averages over all rows without a mask."""
+  values = np.asarray(values)
+  _check_fits(values.shape[axis], size)
+  shape = list(values.shape)
+  shape[axis] = size - values.shape[axis]
+  return np.concatenate([values, np.full(shape, fill, dtype=values.dtype)], axis=axis)
+
+
+def pad_vertex_rows(values: np.ndarray, size: int, axis: int = 0) -> np.ndarray:
+  """Pads a vertex-indexed array along `axis` to `size` with copies of its first row (vertex 0):
+  rest positions, skinning weights, solutions."""
+  values = np.asarray(values)
+  _check_fits(values.shape[axis], size)
+  first = np.take(values, [0], axis=axis)
+  return np.concatenate([values, np.repeat(first, size - values.shape[axis], axis=axis)], axis=axis)
 
 
 def unpad(values: np.ndarray, n: int) -> np.ndarray:
-  """Host: the first n rows (the real entries) of a padded array."""
+  """The first n rows (the real entries) of a padded array."""
   values = np.asarray(values)
   if n > values.shape[0]:
     raise ValueError(f'cannot unpad {n} rows from an array with {values.shape[0]} rows.')
   return values[:n]
-
-
-def pad_mesh(vertices: np.ndarray, faces: np.ndarray, vertex_capacity: int,
-             face_capacity: int) -> PaddedMesh:
-  """Host: pads a mesh to (vertex_capacity, face_capacity) with the WORKSPACE.md convention.
-
-  Args:
-    vertices: float [V, 3], V >= 1.
-    faces: int [F, 3] indices into vertices.
-    vertex_capacity: >= V.
-    face_capacity: >= F.
-  """
-  vertices = np.asarray(vertices)
-  faces = np.asarray(faces, dtype=np.int32)
-  if vertices.ndim != 2 or vertices.shape[1] != 3 or vertices.shape[0] == 0:
-    raise ValueError(f'vertices must be [V>=1, 3], got shape {vertices.shape}.')
-  if faces.ndim != 2 or faces.shape[1] != 3:
-    raise ValueError(f'faces must be [F, 3], got shape {faces.shape}.')
-  num_vertices, num_faces = vertices.shape[0], faces.shape[0]
-  if num_vertices > vertex_capacity or num_faces > face_capacity:
-    raise ValueError(
-        f'mesh with {num_vertices} vertices / {num_faces} faces does not fit capacities '
-        f'({vertex_capacity}, {face_capacity}); compute them with capacity(n, multiple).')
-  padded_vertices = np.concatenate(
-      [vertices, np.repeat(vertices[:1], vertex_capacity - num_vertices, axis=0)], axis=0)
-  return PaddedMesh(
-      vertices=padded_vertices,
-      faces=pad_face_array(faces, face_capacity, fill=0),
-      vertex_mask=np.arange(vertex_capacity) < num_vertices,
-      face_mask=np.arange(face_capacity) < num_faces)

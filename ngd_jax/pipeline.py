@@ -18,7 +18,7 @@ from ngd_jax import frames as frames_lib
 from ngd_jax import geometry
 from ngd_jax import meshes
 from ngd_jax import model as model_lib
-from ngd_jax import remesh
+from ngd_jax import padding
 from ngd_jax import render
 
 
@@ -136,8 +136,8 @@ def build_mesh(
   """
   seq = inputs.sequence
   multiple = config.remesh.capacity_multiple
-  vertex_capacity = remesh.capacity(len(rest_vertices), multiple)
-  face_capacity = remesh.capacity(len(faces), multiple)
+  vertex_capacity = padding.capacity(len(rest_vertices), multiple)
+  face_capacity = padding.capacity(len(faces), multiple)
   operators = geometry.build_operators(rest_vertices, faces, vertex_capacity, face_capacity,
                                        anchor_weights(rest_vertices, faces, config))
   solver = geometry.resolve_solver(config.geometry.solver, vertex_capacity, config.geometry.dense_max_vertices)
@@ -153,7 +153,7 @@ def build_mesh(
       sigma=config.skinning.sigma,
       knn=config.skinning.knn,
   )
-  weights = np.concatenate([weights, np.repeat(weights[:1], vertex_capacity - len(weights), axis=0)])
+  weights = padding.pad_vertex_rows(weights, vertex_capacity)
   topology = render.build_topology(np.asarray(operators.faces))
   return model_lib.GarmentMesh(operators, jax.numpy.asarray(weights, jax.numpy.float32), topology,
                                padded_face_pairs(faces, face_capacity), inputs.body_distance)
@@ -166,9 +166,8 @@ def padded_face_pairs(faces: np.ndarray, face_capacity: int) -> jax.Array:
   the capacity bucket (one compile per bucket).
   """
   pairs = geometry.face_pairs(faces)
-  padded = np.zeros((2 * face_capacity, 2), np.int32)
-  padded[: len(pairs.first)] = np.stack([pairs.first, pairs.second], axis=1)
-  return jax.numpy.asarray(padded)
+  return jax.numpy.asarray(padding.pad_rows(np.stack([pairs.first, pairs.second], axis=1).astype(np.int32),
+                                            2 * face_capacity))
 
 
 def make_model(config: ml_collections.ConfigDict, resolution: tuple[int, int]) -> model_lib.GarmentModel:

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ngd_jax import model as model_lib
+from ngd_jax import padding
 from ngd_jax import remesh
 from ngd_jax import reporting
 from ngd_jax import run as run_lib
@@ -71,8 +72,7 @@ def remesh_state(run: run_lib.Run, state: run_lib.GeometryState, mesh: model_lib
   if state.solutions is not None:
     old_solutions = np.asarray(state.solutions)[:, : len(old_vertices)]
     midpoints = old_solutions[:, result.vertex_parent].mean(axis=2)
-    solutions = np.concatenate(
-        [midpoints, np.repeat(midpoints[:, :1], vertex_capacity - len(result.vertices), axis=1)], axis=1)
+    solutions = padding.pad_vertex_rows(midpoints, vertex_capacity, axis=1)
   new_state = state._replace(
       params=dict(state.params, static=jnp.asarray(static)),
       opt_state=jax.tree.map(jnp.asarray, opt_state),

@@ -11,6 +11,7 @@ from ngd_jax import compiles
 from ngd_jax import geometry
 from ngd_jax import losses
 from ngd_jax import model as model_lib
+from ngd_jax import padding
 from ngd_jax import pipeline
 from ngd_jax import remesh
 from ngd_jax import render
@@ -19,8 +20,8 @@ _RESOLUTION = (48, 48)
 
 
 def _mesh(vertices, faces, capacity_multiple):
-  vertex_capacity = remesh.capacity(len(vertices), capacity_multiple)
-  face_capacity = remesh.capacity(len(faces), capacity_multiple)
+  vertex_capacity = padding.capacity(len(vertices), capacity_multiple)
+  face_capacity = padding.capacity(len(faces), capacity_multiple)
   operators = geometry.build_operators(vertices, faces, vertex_capacity, face_capacity)
   weights = jnp.zeros((vertex_capacity, 2)).at[:, 0].set(1.0)  # All on joint 0.
   return model_lib.GarmentMesh(operators, weights, render.build_topology(np.asarray(operators.faces)),

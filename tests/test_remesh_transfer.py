@@ -9,6 +9,7 @@ from test_remesh_refine import synthetic_scores
 from test_remesh_refine import tube_mesh
 
 from ngd_jax import geometry
+from ngd_jax import padding
 from ngd_jax import remesh
 
 
@@ -103,8 +104,8 @@ def test_transferred_static_jacobians_reproduce_the_deformed_shape():
 def test_adam_state_transfer_over_padded_pytree():
   vertices, faces, result = _refined_tube()
   correspondence = remesh.face_correspondence(vertices, faces, result.vertices, result.faces)
-  old_capacity = remesh.capacity(len(faces), 256)
-  new_capacity = remesh.capacity(len(result.faces), 256)
+  old_capacity = padding.capacity(len(faces), 256)
+  new_capacity = padding.capacity(len(result.faces), 256)
   assert new_capacity > old_capacity  # The refined tube outgrows its bucket.
   static = jnp.zeros((old_capacity, 3, 3))
   params = {'static': static, 'bias': jnp.zeros((7,))}
@@ -147,8 +148,8 @@ def test_vertex_transfer_gives_parent_means_over_padded_pytree():
   vertices, faces, result = _refined_tube()
   num_split = len(result.vertices) - len(vertices)
   assert num_split > 0
-  old_capacity = remesh.capacity(len(vertices), 256)
-  new_capacity = remesh.capacity(len(result.vertices), 256)
+  old_capacity = padding.capacity(len(vertices), 256)
+  new_capacity = padding.capacity(len(result.vertices), 256)
   rng = np.random.default_rng(4)
   offsets = rng.normal(size=(old_capacity, 3)).astype(np.float32)
   adam = optax.adam(1e-3).init({'static': jnp.zeros((old_capacity, 3))})[0]

@@ -1,4 +1,4 @@
-"""Mesh operators of the Poisson system (METHOD.md section 2, DESIGN.md sections 5 and 6).
+"""Mesh operators of the Poisson system (docs/method.md section 2, docs/design.md sections 5 and 6).
 
 Per face f with vertices (x_0, x_1, x_2), counter-clockwise seen from the front, the hat function
 B_k of its k-th vertex has the constant in-plane gradient grad_basis[f, k] = n x e_k / (2 A_f),
@@ -10,11 +10,11 @@ Poisson system: L x = G^T M J with L = G^T M G and M = 2 A_f repeated per axis. 
 position (identity row and column, the known value moved to the right-hand side); padding
 vertices are pinned too. The solve's result is then translated so that a weighted mean of its
 vertices stays where it is on the template ("anchor"), so global translation is never learned
-(METHOD.md section 2). The paper's weights are uniform (the vertex centroid); by default the
+(docs/method.md section 2). The paper's weights are uniform (the vertex centroid); by default the
 pipeline anchors the garment's top band instead, where it hangs from (pipeline.anchor_weights).
 
 Sparse arrays have fixed padded sizes that depend only on the capacities, so that a jitted step
-does not retrace when the topology changes within a capacity bucket (DESIGN.md section 6).
+does not retrace when the topology changes within a capacity bucket (docs/design.md section 6).
 """
 
 import hashlib
@@ -25,6 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 import scipy.sparse.csgraph
+
+from ngd_jax import meshes
+from ngd_jax import padding
 
 
 class DenseInverse(NamedTuple):
@@ -122,10 +125,10 @@ def face_gradient_basis(rest_vertices: np.ndarray,
   """
   vertices, faces = _validate_mesh(rest_vertices, faces)
   corners = vertices[faces]  # [F, 3 (k), 3]
-  normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+  normal = meshes.face_normals(vertices, faces)  # Length: twice the face's area.
   double_area = np.linalg.norm(normal, axis=-1)
   safe = np.where(double_area > 0, double_area, 1.0)
-  unit_normal = normal / safe[:, None]
+  unit_normal = meshes.unit_vectors(normal)
   opposite = np.roll(corners, -1, axis=1)  # e_k = x_{k+2} - x_{k+1}
   edges = np.roll(corners, -2, axis=1) - opposite
   basis = np.cross(unit_normal[:, None, :], edges) / safe[:, None, None]
@@ -197,7 +200,7 @@ def pinned_system(rest_vertices: np.ndarray, faces: np.ndarray,
   isolated = np.asarray(padded.diagonal()) <= 0
   pinned |= isolated
   pin_of_vertex[isolated] = np.arange(vertex_capacity)[isolated]
-  rest = np.concatenate([vertices, np.repeat(vertices[:1], vertex_capacity - num_vertices, 0)])
+  rest = padding.pad_vertex_rows(vertices, vertex_capacity)
   pin_values = np.where(pinned[:, None], rest, 0.0)
   free = ~pinned
   pin_rhs = np.where(pinned[:, None], rest, -(padded @ pin_values))
@@ -243,17 +246,15 @@ def build_operators(rest_vertices: np.ndarray,
   rows = np.concatenate([coo.row, np.full(pad_entries, vertex_capacity - 1)])
   cols = np.concatenate([coo.col, np.zeros(pad_entries, np.int64)])
   values = np.concatenate([coo.data, np.zeros(pad_entries)])
-  pad_faces = face_capacity - num_faces
-  pad_vertices = vertex_capacity - num_vertices
-  rest = np.concatenate([vertices, np.repeat(vertices[:1], pad_vertices, 0)])
+  rest = padding.pad_vertex_rows(vertices, vertex_capacity)
   weights = np.ones(num_vertices) if anchor_weights is None else np.asarray(anchor_weights, np.float64)
   if weights.shape != (num_vertices,) or not np.all(weights >= 0) or not weights.sum() > 0:
     raise ValueError(f'anchor_weights must be [{num_vertices}] non-negative with a positive sum.')
   weights = weights / weights.sum()
   return PoissonOperators(
-      faces=jnp.asarray(np.concatenate([faces, np.zeros((pad_faces, 3), np.int64)]), jnp.int32),
-      grad_basis=jnp.asarray(np.concatenate([basis, np.zeros((pad_faces, 3, 3))]), jnp.float32),
-      double_area=jnp.asarray(np.concatenate([double_area, np.zeros(pad_faces)]), jnp.float32),
+      faces=jnp.asarray(padding.pad_rows(faces, face_capacity), jnp.int32),
+      grad_basis=jnp.asarray(padding.pad_rows(basis, face_capacity), jnp.float32),
+      double_area=jnp.asarray(padding.pad_rows(double_area, face_capacity), jnp.float32),
       face_mask=jnp.asarray(np.arange(face_capacity) < num_faces),
       vertex_mask=jnp.asarray(np.arange(vertex_capacity) < num_vertices),
       rows=jnp.asarray(rows, jnp.int32),
@@ -264,7 +265,7 @@ def build_operators(rest_vertices: np.ndarray,
       pin_rhs=jnp.asarray(pin_rhs, jnp.float32),
       pin_of_vertex=jnp.asarray(pin_of_vertex, jnp.int32),
       rest_vertices=jnp.asarray(rest, jnp.float32),
-      anchor_weights=jnp.asarray(np.concatenate([weights, np.zeros(pad_vertices)]), jnp.float32),
+      anchor_weights=jnp.asarray(padding.pad_rows(weights, vertex_capacity), jnp.float32),
       anchor=jnp.asarray(weights @ vertices, jnp.float32),
       topology_key=jnp.asarray(topology_key(vertices, faces, vertex_capacity, face_capacity)),
   )
@@ -273,7 +274,7 @@ def build_operators(rest_vertices: np.ndarray,
 def jacobians(operators: PoissonOperators, vertices: jax.Array) -> jax.Array:
   """Per-face Jacobians G V: float32 [Fc, 3, 3], J[f][i, j] = d x_i / d r_j.
 
-  Of the template itself this is the tangent projector I - n n^T per face (METHOD.md section 2);
+  Of the template itself this is the tangent projector I - n n^T per face (docs/method.md section 2);
   padding faces give 0. Differentiable w.r.t. vertices [Vc, 3].
   """
   corners = vertices[operators.faces]  # [Fc, 3 (k), 3 (i)]

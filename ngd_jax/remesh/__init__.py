@@ -1,13 +1,9 @@
 """Adaptive remeshing (docs/method.md section 6).
 
-Face scores inside the training step, host-side refinement, state transfer, capacity buckets.
+Face scores inside the training step, host-side refinement, state transfer (the capacity buckets
+they pad to are ngd_jax/padding.py).
 """
 
-from ngd_jax.remesh.padding import PaddedMesh
-from ngd_jax.remesh.padding import capacity
-from ngd_jax.remesh.padding import pad_face_array
-from ngd_jax.remesh.padding import pad_mesh
-from ngd_jax.remesh.padding import unpad
 from ngd_jax.remesh.refine import MeshCheck
 from ngd_jax.remesh.refine import RemeshReport
 from ngd_jax.remesh.refine import RemeshResult

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import spatial
 
-from ngd_jax.remesh import padding
+from ngd_jax import padding
 
 # Neighbours of the inverse-distance blend (docs/method.md section 6).
 _BLEND_NEIGHBOURS = 3
@@ -114,7 +114,7 @@ def transfer_face_leaves(tree: Any, correspondence: FaceCorrespondence, face_dim
       return leaf
     values = transfer(padding.unpad(np.asarray(jax.device_get(leaf)), correspondence.num_old_faces),
                       correspondence)
-    return values if face_capacity is None else padding.pad_face_array(values, face_capacity, fill)
+    return values if face_capacity is None else padding.pad_rows(values, face_capacity, fill)
 
   return jax.tree.map(leaf_fn, tree)
 
@@ -160,7 +160,7 @@ def transfer_vertex_leaves(tree: Any, vertex_parent: np.ndarray, num_old_vertice
     if np.ndim(leaf) == 0 or np.shape(leaf)[0] != vertex_dim:
       return leaf
     values = parent_means(padding.unpad(np.asarray(jax.device_get(leaf)), num_old_vertices), vertex_parent)
-    return values if vertex_capacity is None else padding.pad_face_array(values, vertex_capacity, fill)
+    return values if vertex_capacity is None else padding.pad_rows(values, vertex_capacity, fill)
 
   return jax.tree.map(leaf_fn, tree)
 

@@ -158,7 +158,7 @@ def refinement_errors(num_vertices: int) -> dict[str, tuple[float, float]]:
   vertices, faces = tube(num_vertices)
   operators = poisson.attach_dense_inverse(vertices, faces,
                                            operators_lib.build_operators(vertices, faces))
-  system = operators_lib.pinned_system(vertices, faces, len(vertices))[0].tocsc()
+  system = operators_lib.pinned_system(vertices, faces, len(vertices)).matrix.tocsc()
   rng = np.random.default_rng(0)
   jac = operators_lib.jacobians(operators, operators.rest_vertices)
   jac = jac + jnp.asarray(0.05 * rng.normal(size=jac.shape), jnp.float32)

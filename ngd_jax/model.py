@@ -46,7 +46,7 @@ class Deformation(NamedTuple):
   solve: geometry.SolveInfo  # Of the final Poisson solve (CG iterations, residual); zeros without a solve.
 
 
-def face_frames(vertices: Float[Array, 'V 3'], faces) -> tuple[Array, Array]:
+def face_frames(vertices: Float[Array, 'V 3'], faces: Int[Array, 'F 3']) -> tuple[Array, Array]:
   """Face centres [F, 3] and unit normals [F, 3]; degenerate faces get a zero normal."""
   centres = vertices[faces].mean(axis=1)
   return centres, meshes.unit_vectors(meshes.face_normals(vertices, faces), min_squared_length=1e-20)
@@ -110,7 +110,7 @@ class GarmentModel:
     return body.lbs(canonical, mesh.skinning_weights, frame.transforms)
 
   def dynamic_jacobians(
-      self, field_params, bounds: geometry.FieldBounds, mesh: GarmentMesh, static_posed: Array, frame: FrameInputs
+      self, field_params: dict[str, Any], bounds: geometry.FieldBounds, mesh: GarmentMesh, static_posed: Array, frame: FrameInputs
   ) -> Float[Array, 'Fc 3 3']:
     """f_G on the J^S-only mesh skinned to the frame; its inputs carry no gradient (docs/method.md section 2)."""
     centres, normals = face_frames(jax.lax.stop_gradient(static_posed), mesh.operators.faces)
@@ -141,7 +141,7 @@ class GarmentModel:
       blend_target: after a remesh, the old per-frame J^D transferred to the new faces (or the old
         dynamic offsets to the new vertices); J^D is
         (1 - blend_weight) * blend_target + blend_weight * network (docs/method.md section 6).
-      x0: warm start of a CG solve (ignored by Cholesky and by the displacement baseline).
+      x0: warm start of a CG solve (ignored by the direct solves and by the displacement baseline).
     """
     static = params['static']
     if self.parameterization == 'displacement':
@@ -158,7 +158,7 @@ class GarmentModel:
     return Deformation(jacobians, dyn, canonical, self.skin(mesh, canonical, frame), info)
 
   def dynamic_offsets(
-      self, field_params, bounds: geometry.FieldBounds, mesh: GarmentMesh, static_posed: Array, frame: FrameInputs
+      self, field_params: dict[str, Any], bounds: geometry.FieldBounds, mesh: GarmentMesh, static_posed: Array, frame: FrameInputs
   ) -> Float[Array, 'Vc 3']:
     """Displacement baseline: f_G (3 outputs) on the vertex positions and area-weighted vertex
     normals of the static-only mesh skinned to the frame; inputs carry no gradient."""

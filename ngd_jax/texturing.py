@@ -115,7 +115,9 @@ def covered_pixels(coverage: np.ndarray, capacity: int | None = None) -> np.ndar
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
-def shade(module: texture_lib.DynamicTexture, params, uv, code, dynamic_weight, pixels) -> jax.Array:
+def shade(module: texture_lib.DynamicTexture, params: dict[str, Any], uv: Float[Array, 'H W 2'],
+          code: Float[Array, 'P'], dynamic_weight: Float[Array, ''] | float, pixels: Int[Array, 'N']
+          ) -> Float[Array, 'H W 3']:
   """Textured colour [H, W, 3] at atlas coordinates uv [H, W, 2]; T^D only at `pixels`."""
   return texture_lib.shade(params['static'], module, params['dynamic'], uv, code, dynamic_weight, pixels)
 

@@ -350,7 +350,7 @@ def test_cg_reports_iterations_and_residual_on_known_systems():
   vertices, faces = _open_sphere(2)
   operators = operators_lib.build_operators(vertices, faces)
   jac = operators_lib.jacobians(operators, operators.rest_vertices) * 1.1
-  system = operators_lib.pinned_system(vertices, faces, len(vertices))[0]
+  system = operators_lib.pinned_system(vertices, faces, len(vertices)).matrix
   b = np.where(np.asarray(operators.pinned)[:, None], 0.0,
                np.asarray(operators_lib.poisson_rhs(operators, jac), np.float64))
   b = b + np.asarray(operators.pin_rhs, np.float64)

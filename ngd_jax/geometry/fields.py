@@ -17,6 +17,7 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from ngd_jax import hash_encoding
@@ -112,7 +113,7 @@ class DynamicJacobianField(hash_encoding.HashGridMLP):
     return x.reshape(num_faces, 3, 3) if self.num_outputs == 9 else x
 
 
-def dynamic_field_from_config(geometry_config) -> DynamicJacobianField:
+def dynamic_field_from_config(geometry_config: ml_collections.ConfigDict) -> DynamicJacobianField:
   """The field with sizes from config.geometry (configs/default.py); 3 outputs per vertex when
   geometry.parameterization is 'displacement', 9 per face otherwise."""
   field = DynamicJacobianField.from_config(geometry_config)

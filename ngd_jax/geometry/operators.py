@@ -186,10 +186,17 @@ def topology_key(rest_vertices: np.ndarray, faces: np.ndarray, vertex_capacity: 
   return np.frombuffer(digest.digest(), dtype=np.int32).copy()
 
 
-def pinned_system(rest_vertices: np.ndarray, faces: np.ndarray,
-                  vertex_capacity: int) -> tuple[scipy.sparse.csr_matrix, np.ndarray, np.ndarray,
-                                                 np.ndarray]:
-  """Host: float64 pinned system matrix [Vc, Vc], pin_rhs [Vc, 3], pinned, pin_of_vertex."""
+class PinnedSystem(NamedTuple):
+  """Host: the padded Poisson system with one vertex per connected piece (and padding) pinned."""
+
+  matrix: scipy.sparse.csr_matrix  # float64 [Vc, Vc]: identity rows and columns where pinned.
+  pin_rhs: np.ndarray  # float64 [Vc, 3]: the pinned values, moved to the right-hand side.
+  pinned: np.ndarray  # bool [Vc]
+  pin_of_vertex: np.ndarray  # int [Vc]: the pinned vertex of each vertex's piece.
+
+
+def pinned_system(rest_vertices: np.ndarray, faces: np.ndarray, vertex_capacity: int) -> PinnedSystem:
+  """Host: the float64 pinned system of a template padded to vertex_capacity."""
   vertices, faces = _validate_mesh(rest_vertices, faces)
   num_vertices = len(vertices)
   laplacian = host_system(vertices, faces).laplacian
@@ -208,7 +215,7 @@ def pinned_system(rest_vertices: np.ndarray, faces: np.ndarray,
   system = (keep @ padded @ keep + scipy.sparse.diags(pinned.astype(np.float64))).tocsr()
   system.eliminate_zeros()
   system.sort_indices()
-  return system, pin_rhs, pinned, pin_of_vertex
+  return PinnedSystem(system, pin_rhs, pinned, pin_of_vertex)
 
 
 def build_operators(rest_vertices: np.ndarray,

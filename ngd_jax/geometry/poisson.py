@@ -144,7 +144,7 @@ def register_factor(rest_vertices: np.ndarray, faces: np.ndarray,
   Optional: without it the first Cholesky solve factors the float32 operator values.
   """
   vertex_capacity = operators.vertex_mask.shape[0]
-  system = operators_lib.pinned_system(rest_vertices, faces, vertex_capacity)[0].tocoo()
+  system = operators_lib.pinned_system(rest_vertices, faces, vertex_capacity).matrix.tocoo()
   key = np.asarray(operators.topology_key).tobytes()
   with _registry_lock:
     _registry.pop(key, None)
@@ -169,7 +169,7 @@ def attach_dense_inverse(rest_vertices: np.ndarray, faces: np.ndarray,
   the float64 mesh, as register_factor's factor does.
   """
   size = operators.vertex_mask.shape[0]
-  system = operators_lib.pinned_system(rest_vertices, faces, size)[0]
+  system = operators_lib.pinned_system(rest_vertices, faces, size).matrix
   inverse, finite = _dense_inverse(operators.rows, operators.cols, operators.values, size)
   if not finite:
     raise ValueError('The dense inverse of the Poisson system is not finite (the float32 system '
@@ -325,7 +325,7 @@ def poisson_solve(operators: operators_lib.PoissonOperators,
   return poisson_solve_with_info(operators, jacobians, solver, x0, tol, maxiter, precondition)[0]
 
 
-def warn_if_capped(iterations, residual, maxiter: int) -> bool:
+def warn_if_capped(iterations: np.ndarray | int, residual: np.ndarray | float, maxiter: int) -> bool:
   """Host: logs a warning when a CG solve stopped at its iteration cap; True if it did.
 
   iterations and residual: SolveInfo fields fetched to the host (scalars, or arrays over

@@ -65,6 +65,7 @@ from ngd_jax import run as run_lib
 from ngd_jax import texturing
 from ngd_jax import train
 from ngd_jax.appearance import texture as texture_lib
+from ngd_jax.geometry import poisson
 from ngd_jax.geometry import templates
 from ngd_jax.render import texture as texture_lookup
 
@@ -236,8 +237,10 @@ def geometry_pieces(run: run_lib.Run, state, mesh, constants, frames, batch, dyn
     pieces.append(('network', network_fwd_bwd, (params['dynamic'], mesh, static_posed, frame, jac_cotangent)))
     pieces.append(('solve_static', functools.partial(geometry_solve, solver=model.solver),
                    (mesh, params['static'], x0)))
-  for solver in ('cholesky', 'cg'):
-    name = f'solve_{solver}' + ('' if solver == model.solver else ' (not in step)')
+  in_step = poisson.concrete_solver(mesh.operators, model.solver)
+  solvers = ('cholesky', 'cg') + (('dense',) if mesh.operators.dense_inverse is not None else ())
+  for solver in solvers:
+    name = f'solve_{solver}' + ('' if solver == in_step else ' (not in step)')
     pieces.append((name, functools.partial(solve_fwd_bwd, solver),
                    (mesh, deformation.jacobians, x0, vertex_cotangent)))
   pieces += [

@@ -87,3 +87,26 @@ def test_poisson_solve_is_reported(sequence_path, solver):
     assert means['poisson_residual'] <= 2 * config.geometry.cg_tol
   else:
     assert means['poisson_iterations'] == 0 and means['poisson_residual'] < 1e-5
+
+
+def step_cache_events(sequence: str, cache_dir: str) -> None:
+  """Prints the persistent-cache events of one geometry step compile (run in a fresh process)."""
+  events = []
+  jax.monitoring.register_event_listener(lambda name, **kwargs: events.append(name))
+  jax.config.update('jax_compilation_cache_dir', cache_dir)
+  settings, inputs = placed_step_inputs(tiny_config(sequence), 1)
+  events.clear()
+  jax.block_until_ready(train.jit_geometry_step(*inputs, settings=settings, dynamic=False))
+  print(' '.join(sorted({name.rsplit('/', 1)[-1] for name in events if 'compilation_cache' in name})))
+
+
+def test_step_compiles_once_per_machine(sequence_path, tmp_path):
+  """The default CPU step has no host callback, so JAX's persistent compilation cache stores it: a
+  second process loads the compiled step instead of compiling it."""
+  script = (f'from tests import test_train_step\n'
+            f'test_train_step.step_cache_events({sequence_path!r}, {str(tmp_path / "cache")!r})')
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=_ROOT)
+  runs = [subprocess.run([sys.executable, '-c', script], check=True, cwd=_ROOT, env=env, capture_output=True,
+                         text=True).stdout.split() for _ in range(2)]
+  assert 'cache_misses' in runs[0] and 'cache_hits' not in runs[0], runs
+  assert 'cache_hits' in runs[1] and 'cache_misses' not in runs[1], runs

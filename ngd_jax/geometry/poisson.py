@@ -105,7 +105,7 @@ def resolve_solver(name: str, num_vertices: int, dense_max_vertices: int,
   return 'dense'
 
 
-def _concrete_solver(operators: operators_lib.PoissonOperators, name: str) -> str:
+def concrete_solver(operators: operators_lib.PoissonOperators, name: str) -> str:
   """The solver poisson_solve runs: 'auto' follows the operators (dense when they carry an
   inverse, which pipeline.build_mesh attaches where resolve_solver picks 'dense')."""
   if name not in SOLVERS:
@@ -268,7 +268,7 @@ def poisson_solve_with_info(operators: operators_lib.PoissonOperators,
                             maxiter: int | None = None,
                             precondition: bool = False) -> tuple[jax.Array, SolveInfo]:
   """poisson_solve and the SolveInfo of its forward solve (not differentiated)."""
-  solver = _concrete_solver(operators, solver)
+  solver = concrete_solver(operators, solver)
   rhs = jnp.where(operators.pinned[:, None], 0.0, operators_lib.poisson_rhs(operators, jacobians))
   rhs = rhs + operators.pin_rhs
   matvec = functools.partial(operators_lib.system_matvec, operators)

@@ -19,21 +19,12 @@ from ngd_jax import data
 from ngd_jax import evaluate
 from ngd_jax import export
 from ngd_jax import loop
-from ngd_jax import pipeline
 from ngd_jax import reporting
-from ngd_jax import run as run_lib
 from ngd_jax import train
 from ngd_jax import workdir as workdir_lib
-from ngd_jax.data import synthetic
 from tests.train_fixtures import placed_step_inputs
+from tests.train_fixtures import sequence_path  # pylint: disable=unused-import  (module fixture)
 from tests.train_fixtures import tiny_config
-
-
-@pytest.fixture(scope='module')
-def sequence_path(tmp_path_factory):
-  path = tmp_path_factory.mktemp('data') / 'tiny'
-  synthetic.generate(path, 'tiny', seed=0)
-  return str(path)
 
 
 def final_state(workdir):

@@ -10,7 +10,7 @@ import pytest
 from test_train import Killed
 from test_train import assert_same_final_state
 from test_train import final_state
-from test_train import sequence_path  # pylint: disable=unused-import  (module fixture)
+from tests.train_fixtures import sequence_path  # pylint: disable=unused-import  (module fixture)
 from tests.train_fixtures import tiny_config
 
 from ngd_jax import export

@@ -10,18 +10,11 @@ import numpy as np
 import pytest
 
 from ngd_jax import train
-from ngd_jax.data import synthetic
 from tests.train_fixtures import placed_step_inputs
+from tests.train_fixtures import sequence_path  # pylint: disable=unused-import  (module fixture)
 from tests.train_fixtures import tiny_config
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope='module')
-def sequence_path(tmp_path_factory):
-  path = tmp_path_factory.mktemp('data') / 'tiny'
-  synthetic.generate(path, 'tiny', seed=0)
-  return str(path)
 
 
 def test_steps_make_no_implicit_transfer(sequence_path):

@@ -1,14 +1,23 @@
-"""The tiny training configuration and the placed inputs of one geometry step, shared by the
-training tests."""
+"""The tiny synthetic sequence (a module fixture), its training configuration and the placed
+inputs of one geometry step, shared by the training tests."""
 
 import jax
 import numpy as np
+import pytest
 
 from configs import demo
+from ngd_jax import loop
 from ngd_jax import pipeline
 from ngd_jax import run as run_lib
-from ngd_jax import loop
 from ngd_jax import train
+from ngd_jax.data import synthetic
+
+
+@pytest.fixture(scope='module')
+def sequence_path(tmp_path_factory):
+  path = tmp_path_factory.mktemp('data') / 'tiny'
+  synthetic.generate(path, 'tiny', seed=0)
+  return str(path)
 
 
 def tiny_config(path):

@@ -3,7 +3,7 @@
 Per case (a: the demo sequence at 256^2 with its garment and configs/demo.py settings; b: the
 same sequence at 512^2 with the template subdivided to ~10k faces):
   whole steps: the geometry warm-up step (J^S only), the full dynamic step (J^S + f_G) and the
-    appearance step, each jitted as the training loop does (train.geometry_step as train.run_step calls it, appearance_step);
+    appearance step, each jitted as its loop runs it (train.geometry_step, texturing.appearance_step);
   pieces of the dynamic geometry step, each its own jitted function on the same inputs:
     network   f_G forward + backward (face frames, normalisation, hash grids, MLP) w.r.t. its params;
     solve     the Poisson solve forward + backward w.r.t. J, per solver (cholesky; cg warm-started
@@ -217,7 +217,8 @@ def geometry_pieces(run: run_lib.Run, state, mesh, constants, frames, batch, dyn
 
     def total(out, deformation):
       terms = train.frame_losses(out, deformation, jnp.zeros_like(images.target), images, mesh, pairs,
-                                 loss_config=ml_collections.FrozenConfigDict(config.loss), dynamic=dynamic, use_depth=run.use_depth)
+                                 loss_config=ml_collections.FrozenConfigDict(config.loss), dynamic=dynamic,
+                                 use_depth=run.use_depth)
       return sum(terms.values())
     return jax.value_and_grad(total, argnums=(0, 1))(out, deformation)
 

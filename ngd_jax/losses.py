@@ -121,7 +121,8 @@ def sample_depth_pairs(
   key_first, key_offset = jax.random.split(key)
   if in_mask:
     # Inverse CDF over the mask (uniform over its pixels; an empty mask gives the whole image):
-    # one cumsum instead of categorical's [num_pairs, H W] Gumbel draws (benchmarks/README.md, "Proposals, ranked by measured gain", proposal 2).
+    # one cumsum instead of categorical's [num_pairs, H W] Gumbel draws (benchmarks/README.md,
+    # "Proposals, ranked by measured gain", proposal 2).
     inside = (mask.reshape(-1) > 0.5).astype(jnp.float32)
     cdf = jnp.cumsum(jnp.where(jnp.any(inside > 0), inside, 1.0))
     first = jnp.searchsorted(cdf, jax.random.uniform(key_first, (num_pairs,)) * cdf[-1], side='right')

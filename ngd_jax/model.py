@@ -110,7 +110,8 @@ class GarmentModel:
     return body.lbs(canonical, mesh.skinning_weights, frame.transforms)
 
   def dynamic_jacobians(
-      self, field_params: dict[str, Any], bounds: geometry.FieldBounds, mesh: GarmentMesh, static_posed: Array, frame: FrameInputs
+      self, field_params: dict[str, Any], bounds: geometry.FieldBounds, mesh: GarmentMesh, static_posed: Array,
+      frame: FrameInputs
   ) -> Float[Array, 'Fc 3 3']:
     """f_G on the J^S-only mesh skinned to the frame; its inputs carry no gradient (docs/method.md section 2)."""
     centres, normals = face_frames(jax.lax.stop_gradient(static_posed), mesh.operators.faces)
@@ -158,7 +159,8 @@ class GarmentModel:
     return Deformation(jacobians, dyn, canonical, self.skin(mesh, canonical, frame), info)
 
   def dynamic_offsets(
-      self, field_params: dict[str, Any], bounds: geometry.FieldBounds, mesh: GarmentMesh, static_posed: Array, frame: FrameInputs
+      self, field_params: dict[str, Any], bounds: geometry.FieldBounds, mesh: GarmentMesh, static_posed: Array,
+      frame: FrameInputs
   ) -> Float[Array, 'Vc 3']:
     """Displacement baseline: f_G (3 outputs) on the vertex positions and area-weighted vertex
     normals of the static-only mesh skinned to the frame; inputs carry no gradient."""

@@ -87,7 +87,8 @@ def init_state(config: ml_collections.ConfigDict, uvs: np.ndarray, uv_faces: np.
   dynamic = module.init(key, jnp.zeros((1, 2)), jnp.zeros((config.appearance.pose_components,)))
   params = {'static': jnp.full((size, size, 3), config.appearance.texture_init, jnp.float32), 'dynamic': dynamic}
   return AppearanceState(
-      step=jnp.int32(0), params=params, opt_state=optimizers.appearance_optimizer(settings).init(params), uvs=jnp.asarray(uvs),
+      step=jnp.int32(0), params=params, opt_state=optimizers.appearance_optimizer(settings).init(params),
+      uvs=jnp.asarray(uvs),
       uv_faces=jnp.asarray(uv_faces), pose_pca=pca, code_min=jnp.asarray(codes.min(0), jnp.float32),
       code_max=jnp.asarray(codes.max(0), jnp.float32))
 

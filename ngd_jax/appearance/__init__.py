@@ -1,1 +1,2 @@
-"""appearance: the static + dynamic texture (its hash grid is ngd_jax/hash_encoding.py, shared with the dynamic Jacobian field)."""
+"""appearance: the static + dynamic texture (its hash grid, ngd_jax/hash_encoding.py, is shared
+with the dynamic Jacobian field)."""

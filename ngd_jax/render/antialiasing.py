@@ -15,7 +15,8 @@ t < 0.5. Gradients w.r.t. positions flow through t.
 
 Only pairs whose ids differ and whose owner has such an edge can change, a few per cent of all
 pairs on garment frames, so antialias gathers those into a static capacity and scatters the
-deltas back (benchmarks/README.md, "Proposals, ranked by measured gain", proposal 3), with an exact fallback when they do not fit.
+deltas back (benchmarks/README.md, "Proposals, ranked by measured gain", proposal 3), with an
+exact fallback when they do not fit.
 """
 
 import functools

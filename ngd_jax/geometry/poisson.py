@@ -5,11 +5,12 @@ implicit solve through lax.custom_linear_solve (the system is symmetric, so the 
 the same solve on the incoming gradient):
   'dense': the dense inverse of the padded system, computed in float32 on the device once per
     topology from its Cholesky factor (attach_dense_inverse, kept in operators.dense_inverse),
-    applied by one matrix product plus one step (two above 5k vertices) of iterative
-    refinement against the sparse system. No host callback, so it runs on any backend and
-    JAX's persistent compilation cache can store the step; it takes Vc^2 floats
-    (config.geometry.dense_max_vertices bounds what 'auto' builds). An explicit inverse rather than the factor: as accurate after the refinement
-    and 2-3x faster on CPU than two triangular solves (benchmarks/README.md, Poisson section).
+    applied by one matrix product plus one step (two above 5k vertices) of iterative refinement
+    against the sparse system. No host callback, so it runs on any backend and JAX's persistent
+    compilation cache can store the step; it takes Vc^2 floats (config.geometry.dense_max_vertices
+    bounds what 'auto' builds). An explicit inverse rather than the factor: as accurate after the
+    refinement and 2-3x faster on CPU than two triangular solves (benchmarks/README.md, Poisson
+    section).
   'cholesky': a sparse Cholesky factor (cholespy / CHOLMOD) held on the host in float64 and
     called from jit through jax.pure_callback. Factors live in a small host registry keyed by
     the operators' topology_key; a missing factor (new topology, other process, evicted) is

@@ -314,10 +314,12 @@ def step_args(run: run_lib.Run):
   """The geometry step's positional arguments on the template, frame 0, placed as the loop places them."""
   constants = run.fit_constants()
   state, mesh = run.init_state(constants, jax.random.PRNGKey(0))
-  devices = train.step_settings(run).devices
-  state, mesh, constants, frames = train.place((state, mesh, constants, run.training_frames()), devices)
-  batch = train.place(run.batch(np.arange(run.config.train.frames_per_step), 0, 1.0, run.pose_codes(constants)),
-                      devices, train.batch_specs())
+  settings = train.step_settings(run)
+  devices = settings.devices
+  state, mesh, constants = train.place((state, mesh, constants), devices)
+  ts = np.arange(run.config.train.frames_per_step)
+  frames, slots = train.step_frames_on_device(run, settings, ts)
+  batch = train.place(run.batch(ts, 0, 1.0, run.pose_codes(constants), slots), devices, train.batch_specs())
   return state, mesh, constants, frames, batch, train.place(loop.LogSums.zeros(train.METRICS), devices)
 
 

@@ -109,6 +109,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.pose_noise_std = 0.0  # Noise on the geometry pose code (off in the paper).
   config.train.frames_per_step = 1  # Frames per optimizer step (the paper: 1), spread over the local devices;
   # must divide the number of training frames. Learning-rate and noise schedules count steps, not frames.
+  config.train.device_frames_max_gb = 4.0  # Training frames up to this size stay on the device for the whole phase;
+  # above, each step receives its own frames, put on the device one step ahead.
   config.train.checkpoint_every_steps = 1000  # Checkpoint interval; checkpoints are also written at phase ends.
   config.train.keep_checkpoints = 3  # Checkpoints kept on disk.
   config.train.log_every_steps = 50  # Scalar logging interval (TensorBoard and progress bar).

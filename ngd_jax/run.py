@@ -71,6 +71,7 @@ class StepBatch(NamedTuple):
   host-side schedule values. A few bytes; the images stay on the device in TrainingFrames."""
 
   t: Int[Array, 'B']  # Indices of the step's frames in the bank.
+  slot: Int[Array, 'B']  # Index of each frame in the TrainingFrames the step receives (t when all are there).
   pose_code: Float[Array, 'B P']  # Geometry pose code of each frame (with pose noise).
   blend_weight: Float[Array, '']  # Weight of the network J^D (1 outside blending).
   vertex_noise_std: Float[Array, '']
@@ -188,16 +189,27 @@ class Run:
     """Host: rebuilds the mesh-derived arrays of a (restored or remeshed) state."""
     return self.mesh_for(*unpadded_template(state))
 
-  def training_frames(self) -> TrainingFrames:
-    """Host: the frame bank's images and cameras put on the default device (explicitly, once)."""
+  @property
+  def frames_resident(self) -> bool:
+    """Whether all training frames stay on the device (train.device_frames_max_gb); otherwise each
+    step receives its own frames, put one step ahead."""
     bank = self.bank
-    return jax.device_put(TrainingFrames(bank.target, bank.mask, bank.hands, bank.depth, bank.transforms,
-                                         bank.world_to_clip, bank.world_to_camera))
+    size = sum(array.nbytes for array in (bank.target, bank.mask, bank.hands, bank.depth))
+    return size <= self.config.train.device_frames_max_gb * 1e9
 
-  def batch(self, ts: np.ndarray, step: int, blend: float, pose_codes: np.ndarray) -> StepBatch:
+  def training_frames(self, ts: np.ndarray | None = None) -> TrainingFrames:
+    """Host: the images and cameras of all training frames, or of frames `ts` (numpy)."""
+    bank = self.bank
+    frames = TrainingFrames(bank.target, bank.mask, bank.hands, bank.depth, bank.transforms, bank.world_to_clip,
+                            bank.world_to_camera)
+    return frames if ts is None else jax.tree.map(lambda values: values[ts], frames)
+
+  def batch(self, ts: np.ndarray, step: int, blend: float, pose_codes: np.ndarray,
+            slots: np.ndarray | None = None) -> StepBatch:
     """Host: the batch of training frames `ts` (int [B]) at global step `step` (numpy only).
 
-    `blend` is blend_weight at the step's epoch; `pose_codes` is pose_codes(constants).
+    `blend` is blend_weight at the step's epoch; `pose_codes` is pose_codes(constants); `slots`
+    index the frames the step receives (default: ts, all frames on the device).
     """
     config = self.config
     ts = np.asarray(ts, np.int32).reshape(-1)
@@ -206,7 +218,8 @@ class Run:
     if config.train.pose_noise_std > 0:
       codes = codes + config.train.pose_noise_std * np.random.default_rng([config.seed, 2, step]).normal(
           size=codes.shape)
-    return StepBatch(t=ts, pose_code=codes.astype(np.float32), blend_weight=np.float32(blend),
+    slots = ts if slots is None else np.asarray(slots, np.int32)
+    return StepBatch(t=ts, slot=slots, pose_code=codes.astype(np.float32), blend_weight=np.float32(blend),
                      vertex_noise_std=np.float32(noise), seed=np.int32(config.seed), step=np.int32(step))
 
 

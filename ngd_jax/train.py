@@ -134,6 +134,7 @@ class StepSettings(NamedTuple):
   loss: ml_collections.FrozenConfigDict
   use_depth: bool
   devices: int  # Devices the step's frames are spread over (a divisor of the frames per step).
+  streamed: bool  # The step receives only its own frames (split over the devices), not all of them.
 
 
 def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'] | None, blend_target: jax.Array | None,
@@ -150,7 +151,7 @@ def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'] |
   offset = jax.lax.axis_index('frames') * local
   frames_per_step = local * settings.devices
   face_capacity = mesh.operators.faces.shape[0]
-  images = [frame_images(frames, batch.t[i]) for i in range(local)]
+  images = [frame_images(frames, batch.slot[i]) for i in range(local)]
 
   def loss_fn(params, probes):
     terms, rasts, canonicals, solves = [], [], [], []
@@ -160,7 +161,7 @@ def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'] |
       pairs = losses.sample_depth_pairs(key_pairs, images[i].mask, loss_config.depth_pairs, loss_config.depth_box,
                                         loss_config.depth_pairs_in_mask)
       t = batch.t[i]
-      frame = pipeline.frame_inputs(frames, t, batch.pose_code[i])
+      frame = pipeline.frame_inputs(frames, batch.slot[i], batch.pose_code[i])
       deformation = model.deform(params, constants.field_bounds, mesh, frame, dynamic=dynamic,
                                  blend_target=None if blend_target is None else blend_target[t],
                                  blend_weight=batch.blend_weight, x0=None if solutions is None else solutions[t])
@@ -193,7 +194,13 @@ def device_mesh(devices: int) -> jax.sharding.Mesh:
 def batch_specs() -> run_lib.StepBatch:
   """How a StepBatch is laid out over the mesh: its frames split, the schedule values replicated."""
   replicated, split = jax.sharding.PartitionSpec(), jax.sharding.PartitionSpec('frames')
-  return run_lib.StepBatch(split, split, replicated, replicated, replicated, replicated)
+  return run_lib.StepBatch(split, split, split, replicated, replicated, replicated, replicated)
+
+
+def frames_spec(streamed: bool) -> jax.sharding.PartitionSpec:
+  """How the TrainingFrames a step receives are laid out: all of them on every device, or the
+  step's own split like its batch."""
+  return jax.sharding.PartitionSpec('frames') if streamed else jax.sharding.PartitionSpec()
 
 
 def place(tree: Any, devices: int, specs: Any = jax.sharding.PartitionSpec()) -> Any:
@@ -227,7 +234,7 @@ def geometry_step(
   gradient = jax.shard_map(
       functools.partial(_frames_gradient, settings=settings, dynamic=dynamic),
       mesh=device_mesh(settings.devices),
-      in_specs=(replicated,) * 6 + (batch_specs(),),
+      in_specs=(replicated,) * 5 + (frames_spec(settings.streamed), batch_specs()),
       out_specs=(replicated, split),
       check_vma=False,
   )
@@ -264,7 +271,18 @@ def step_settings(run: run_lib.Run) -> StepSettings:
   frames_per_step = run.config.train.frames_per_step
   devices = max(d for d in range(1, min(frames_per_step, jax.local_device_count()) + 1) if frames_per_step % d == 0)
   return StepSettings(run.model, run.optimizer_settings, ml_collections.FrozenConfigDict(run.config.loss),
-                      run.use_depth, devices)
+                      run.use_depth, devices, not run.frames_resident)
+
+
+def step_frames_on_device(run: run_lib.Run, settings: StepSettings,
+                          ts: np.ndarray) -> tuple[run_lib.TrainingFrames, np.ndarray | None]:
+  """Host: the frames a step over bank frames `ts` receives, placed on its devices, and the slots
+  its batch indexes them by: all frames (slots None: the bank indices) while they fit on the
+  device, else the step's own frames split over the devices like its batch."""
+  if not settings.streamed:
+    return place(run.training_frames(), settings.devices), None
+  slots = np.tile(np.arange(len(ts) // settings.devices), settings.devices)
+  return place(run.training_frames(ts), settings.devices, frames_spec(True)), slots
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -298,8 +316,9 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
   """The geometry epochs, continuing `restored` if given.
 
   Between two logging intervals the loop sends each step a few bytes (StepBatch) and reads
-  nothing back: the frames stay on the device, the metrics are summed there, and the host keeps
-  its own copies of the counters it needs (step, faces, epoch of the last remesh).
+  nothing back: the frames stay on the device (or, above train.device_frames_max_gb, each step's
+  own frames are put there while the step before runs), the metrics are summed there, and the
+  host keeps its own copies of the counters it needs (step, faces, epoch of the last remesh).
   """
   config, bank = run.config, run.bank
   frames_per_step = config.train.frames_per_step
@@ -318,8 +337,16 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
   remesh_epochs = tuple(config.remesh.epochs) if config.remesh.enabled else ()
   pose_codes = run.pose_codes(constants)
   settings = step_settings(run)
-  state, mesh, constants, frames = place((state, mesh, constants, run.training_frames()), settings.devices)
   step, faces, blend_start = int(state.step), int(state.num_faces), int(state.blend_start_epoch)
+  state, mesh, constants = place((state, mesh, constants), settings.devices)
+
+  def step_frames(step: int) -> np.ndarray:
+    """Host: the bank indices of the frames of a step (the epoch's shuffled order, in slices)."""
+    epoch, position = divmod(step, steps_per_epoch)
+    order = loop.epoch_order(config.seed, epoch, bank.num_frames)
+    return order[position * frames_per_step: (position + 1) * frames_per_step]
+
+  frames, slots = step_frames_on_device(run, settings, step_frames(step))
   log = place(loop.LogSums.zeros(METRICS), settings.devices)
   reporter.start_phase('geometry', total_steps, step)
   started = time.time()
@@ -336,13 +363,14 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
       state = state._replace(scores=place(remesh.init_accumulator(state.faces.shape[0]), settings.devices))
       if state.blend_target is not None and run_lib.blending_ended(config, epoch, blend_start):
         state = state._replace(blend_target=None)  # Its memory (T x Fc x 9 floats) is freed.
-    order = loop.epoch_order(config.seed, epoch, bank.num_frames)
-    ts = order[position * frames_per_step: (position + 1) * frames_per_step]
-    batch = place(run.batch(ts, step, run_lib.blend_weight(config, epoch, blend_start), pose_codes),
+    ts = step_frames(step)
+    batch = place(run.batch(ts, step, run_lib.blend_weight(config, epoch, blend_start), pose_codes, slots),
                   settings.devices, batch_specs())
     state, log = jit_geometry_step(state, mesh, constants, frames, batch, log, settings=settings,
                                    dynamic=epoch >= config.train.warmup_epochs)
     step += 1
+    if settings.streamed and step < total_steps:  # The transfer overlaps the step just dispatched.
+      frames, slots = step_frames_on_device(run, settings, step_frames(step))
     reporter.advance()
     completed = step // steps_per_epoch
     remesh_now = (step % steps_per_epoch == 0 and completed in remesh_epochs

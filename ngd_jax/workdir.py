@@ -22,7 +22,7 @@ from ngd_jax import pipeline
 
 # Keys that may change between the runs of one workdir (they do not change the trained state).
 FREE_KEYS = ('data.path', 'data.synthetic_preset', 'train.log_every_steps', 'train.image_every_steps',
-             'train.checkpoint_every_steps', 'train.keep_checkpoints', 'eval', 'export')
+             'train.checkpoint_every_steps', 'train.keep_checkpoints', 'train.device_frames_max_gb', 'eval', 'export')
 CONFIG_FILE = 'config.json'
 FINGERPRINT_FILE = 'sequence_fingerprint.json'
 _HASHED = ('sequence.json', 'body.npz', 'template.obj')

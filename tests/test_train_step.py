@@ -31,38 +31,42 @@ def test_steps_make_no_implicit_transfer(sequence_path):
   assert np.isfinite(means['total']) and means['total'] > 0
 
 
-def sharded_step_params(sequence: str, devices_list: list[int]) -> dict[int, list[np.ndarray]]:
-  """One dynamic step over 4 frames for each device count; the updated parameters as numpy."""
+def sharded_step_params(sequence: str, variants: list[str]) -> dict[str, list[np.ndarray]]:
+  """One dynamic step over 4 frames per variant ('N': all frames on N devices, 'Ns': only the
+  step's frames, streamed to N devices); the updated state and the loss as numpy."""
   config = tiny_config(sequence)
   config.train.frames_per_step = 4
   out = {}
-  for devices in devices_list:
-    settings, (state, mesh, constants, frames, batch, log) = placed_step_inputs(config, devices)
+  for variant in variants:
+    config.train.device_frames_max_gb = 0.0 if variant.endswith('s') else 4.0
+    settings, (state, mesh, constants, frames, batch, log) = placed_step_inputs(config, int(variant.rstrip('s')))
     state, log = train.jit_geometry_step(state, mesh, constants, frames, batch, log, settings=settings,
                                          dynamic=True)
-    out[devices] = [np.asarray(leaf) for leaf in jax.tree.leaves((state.params, state.solutions, state.scores))]
-    out[devices].append(np.float64(log.means()['total']))
+    out[variant] = [np.asarray(leaf) for leaf in jax.tree.leaves((state.params, state.solutions, state.scores))]
+    out[variant].append(np.float64(log.means()['total']))
   return out
 
 
-def save_sharded_step_params(sequence: str, devices_list: list[int], path: str) -> None:
-  out = sharded_step_params(sequence, devices_list)
-  np.savez(path, **{f'{devices}_{i}': leaf for devices, leaves in out.items() for i, leaf in enumerate(leaves)})
+def save_sharded_step_params(sequence: str, variants: list[str], path: str) -> None:
+  out = sharded_step_params(sequence, variants)
+  np.savez(path, **{f'{variant}_{i}': leaf for variant, leaves in out.items() for i, leaf in enumerate(leaves)})
 
 
 def test_sharded_step_equals_unsharded(sequence_path, tmp_path):
-  """4 frames per step on 1, 2 and 4 devices (a fresh process with 4 simulated CPU devices)."""
+  """4 frames per step on 1, 2 and 4 devices, and streamed to 4 (a fresh process with 4 simulated CPU
+  devices)."""
   script = (f'from tests import test_train_step\n'
-            f'test_train_step.save_sharded_step_params({sequence_path!r}, [1, 2, 4], {str(tmp_path / "params.npz")!r})')
+            f'test_train_step.save_sharded_step_params({sequence_path!r}, ["1", "2", "4", "4s"], '
+            f'{str(tmp_path / "params.npz")!r})')
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu',
              PYTHONPATH=_ROOT)
   subprocess.run([sys.executable, '-c', script], check=True, cwd=_ROOT, env=env)
   saved = np.load(tmp_path / 'params.npz')
   count = len([k for k in saved if k.startswith('1_')])
-  for devices in (2, 4):
+  for variant in ('2', '4', '4s'):
     for i in range(count):
-      np.testing.assert_allclose(saved[f'{devices}_{i}'], saved[f'1_{i}'], rtol=1e-5, atol=1e-6,
-                                 err_msg=f'leaf {i}, {devices} devices')
+      np.testing.assert_allclose(saved[f'{variant}_{i}'], saved[f'1_{i}'], rtol=1e-5, atol=1e-6,
+                                 err_msg=f'leaf {i}, variant {variant}')
 
 
 @pytest.mark.parametrize('solver', ['cg', 'dense'])

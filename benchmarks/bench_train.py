@@ -60,6 +60,7 @@ from ngd_jax import loop
 from ngd_jax import losses
 from ngd_jax import optimizers
 from ngd_jax import pipeline
+from ngd_jax import placement
 from ngd_jax import remesh
 from ngd_jax import run as run_lib
 from ngd_jax import texturing
@@ -316,11 +317,11 @@ def step_args(run: run_lib.Run):
   state, mesh = run.init_state(constants, jax.random.PRNGKey(0))
   settings = train.step_settings(run)
   devices = settings.devices
-  state, mesh, constants = train.place((state, mesh, constants), devices)
+  state, mesh, constants = placement.place((state, mesh, constants), devices)
   ts = np.arange(run.config.train.frames_per_step)
-  frames, slots = train.step_frames_on_device(run, settings, ts)
-  batch = train.place(run.batch(ts, 0, 1.0, run.pose_codes(constants), slots), devices, train.batch_specs())
-  return state, mesh, constants, frames, batch, train.place(loop.LogSums.zeros(train.METRICS), devices)
+  frames, slots = placement.step_frames_on_device(run, ts, settings.devices, settings.streamed)
+  batch = placement.place(run.batch(ts, 0, 1.0, run.pose_codes(constants), slots), devices, placement.batch_specs())
+  return state, mesh, constants, frames, batch, placement.place(loop.LogSums.zeros(train.METRICS), devices)
 
 
 def geometry_step_fn(run: run_lib.Run, dynamic: bool):

@@ -37,6 +37,7 @@ from ngd_jax import losses
 from ngd_jax import model as model_lib
 from ngd_jax import optimizers
 from ngd_jax import pipeline
+from ngd_jax import placement
 from ngd_jax import remesh
 from ngd_jax import remeshing
 from ngd_jax import render
@@ -186,29 +187,6 @@ def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'] |
   return grads, FrameOutputs(terms, solves, jax.lax.stop_gradient(canonicals), stats)
 
 
-def device_mesh(devices: int) -> jax.sharding.Mesh:
-  """The 1-D mesh 'frames' over the first `devices` local devices, which share a step's frames."""
-  return jax.make_mesh((devices,), ('frames',), (jax.sharding.AxisType.Auto,), devices=jax.local_devices()[:devices])
-
-
-def batch_specs() -> run_lib.StepBatch:
-  """How a StepBatch is laid out over the mesh: its frames split, the schedule values replicated."""
-  replicated, split = jax.sharding.PartitionSpec(), jax.sharding.PartitionSpec('frames')
-  return run_lib.StepBatch(split, split, split, replicated, replicated, replicated, replicated)
-
-
-def frames_spec(streamed: bool) -> jax.sharding.PartitionSpec:
-  """How the TrainingFrames a step receives are laid out: all of them on every device, or the
-  step's own split like its batch."""
-  return jax.sharding.PartitionSpec('frames') if streamed else jax.sharding.PartitionSpec()
-
-
-def place(tree: Any, devices: int, specs: Any = jax.sharding.PartitionSpec()) -> Any:
-  """Host: puts `tree` on the step's devices explicitly (default: a copy on each)."""
-  mesh = device_mesh(devices)
-  return jax.device_put(tree, jax.tree.map(lambda spec: jax.sharding.NamedSharding(mesh, spec), specs))
-
-
 def geometry_step(
     state: run_lib.GeometryState,
     mesh: model_lib.GarmentMesh,
@@ -233,8 +211,8 @@ def geometry_step(
   replicated, split = jax.sharding.PartitionSpec(), jax.sharding.PartitionSpec('frames')
   gradient = jax.shard_map(
       functools.partial(_frames_gradient, settings=settings, dynamic=dynamic),
-      mesh=device_mesh(settings.devices),
-      in_specs=(replicated,) * 5 + (frames_spec(settings.streamed), batch_specs()),
+      mesh=placement.device_mesh(settings.devices),
+      in_specs=(replicated,) * 5 + (placement.frames_spec(settings.streamed), placement.batch_specs()),
       out_specs=(replicated, split),
       check_vma=False,
   )
@@ -255,7 +233,7 @@ def geometry_step(
                  poisson_capped=jnp.mean(capped.astype(jnp.float32)))
   log = log.add({name: metrics.get(name, jnp.zeros(())) for name in METRICS})
   # Outputs laid out as `place` lays out the inputs, so feeding them back hits the compiled step.
-  replicated = jax.sharding.NamedSharding(device_mesh(settings.devices), jax.sharding.PartitionSpec())
+  replicated = jax.sharding.NamedSharding(placement.device_mesh(settings.devices), jax.sharding.PartitionSpec())
   return jax.lax.with_sharding_constraint((new_state, log), replicated)
 
 
@@ -272,17 +250,6 @@ def step_settings(run: run_lib.Run) -> StepSettings:
   devices = max(d for d in range(1, min(frames_per_step, jax.local_device_count()) + 1) if frames_per_step % d == 0)
   return StepSettings(run.model, run.optimizer_settings, ml_collections.FrozenConfigDict(run.config.loss),
                       run.use_depth, devices, not run.frames_resident)
-
-
-def step_frames_on_device(run: run_lib.Run, settings: StepSettings,
-                          ts: np.ndarray) -> tuple[run_lib.TrainingFrames, np.ndarray | None]:
-  """Host: the frames a step over bank frames `ts` receives, placed on its devices, and the slots
-  its batch indexes them by: all frames (slots None: the bank indices) while they fit on the
-  device, else the step's own frames split over the devices like its batch."""
-  if not settings.streamed:
-    return place(run.training_frames(), settings.devices), None
-  slots = np.tile(np.arange(len(ts) // settings.devices), settings.devices)
-  return place(run.training_frames(ts), settings.devices, frames_spec(True)), slots
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -338,7 +305,7 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
   pose_codes = run.pose_codes(constants)
   settings = step_settings(run)
   step, faces, blend_start = int(state.step), int(state.num_faces), int(state.blend_start_epoch)
-  state, mesh, constants = place((state, mesh, constants), settings.devices)
+  state, mesh, constants = placement.place((state, mesh, constants), settings.devices)
 
   def step_frames(step: int) -> np.ndarray:
     """Host: the bank indices of the frames of a step (the epoch's shuffled order, in slices)."""
@@ -346,8 +313,8 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
     order = loop.epoch_order(config.seed, epoch, bank.num_frames)
     return order[position * frames_per_step: (position + 1) * frames_per_step]
 
-  frames, slots = step_frames_on_device(run, settings, step_frames(step))
-  log = place(loop.LogSums.zeros(METRICS), settings.devices)
+  frames, slots = placement.step_frames_on_device(run, step_frames(step), settings.devices, settings.streamed)
+  log = placement.place(loop.LogSums.zeros(METRICS), settings.devices)
   reporter.start_phase('geometry', total_steps, step)
   started = time.time()
   wall_before = meta['wall_seconds']
@@ -360,17 +327,18 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
   while step < total_steps:
     epoch, position = divmod(step, steps_per_epoch)
     if position == 0:
-      state = state._replace(scores=place(remesh.init_accumulator(state.faces.shape[0]), settings.devices))
+      scores = remesh.init_accumulator(state.faces.shape[0])
+      state = state._replace(scores=placement.place(scores, settings.devices))
       if state.blend_target is not None and run_lib.blending_ended(config, epoch, blend_start):
         state = state._replace(blend_target=None)  # Its memory (T x Fc x 9 floats) is freed.
     ts = step_frames(step)
-    batch = place(run.batch(ts, step, run_lib.blend_weight(config, epoch, blend_start), pose_codes, slots),
-                  settings.devices, batch_specs())
+    batch = placement.place(run.batch(ts, step, run_lib.blend_weight(config, epoch, blend_start), pose_codes, slots),
+                            settings.devices, placement.batch_specs())
     state, log = jit_geometry_step(state, mesh, constants, frames, batch, log, settings=settings,
                                    dynamic=epoch >= config.train.warmup_epochs)
     step += 1
     if settings.streamed and step < total_steps:  # The transfer overlaps the step just dispatched.
-      frames, slots = step_frames_on_device(run, settings, step_frames(step))
+      frames, slots = placement.step_frames_on_device(run, step_frames(step), settings.devices, settings.streamed)
     reporter.advance()
     completed = step // steps_per_epoch
     remesh_now = (step % steps_per_epoch == 0 and completed in remesh_epochs
@@ -378,7 +346,7 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
     save_now = remesh_now or step == total_steps or step % config.train.checkpoint_every_steps == 0
     if save_now or step % config.train.log_every_steps == 0:
       # Read once per interval, and before anything is saved: a checkpoint never holds a diverged state.
-      means, log = log.means(), place(loop.LogSums.zeros(METRICS), settings.devices)
+      means, log = log.means(), placement.place(loop.LogSums.zeros(METRICS), settings.devices)
       loop.check_finite(means, step, checkpointer, config.train.log_every_steps)
       if means['poisson_capped'] > 0:
         geometry.warn_if_capped(config.geometry.cg_maxiter, means['poisson_residual'], config.geometry.cg_maxiter)
@@ -386,8 +354,9 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
     if step % config.train.image_every_steps == 0:
       reporter.image(step, 'geometry/target_vs_render', preview(run, state, mesh, constants, int(ts[0])))
     if remesh_now:
-      state, mesh = place(remeshing.remesh_state(run, state, mesh, constants, remesh_epochs.index(completed),
-                                                 completed, reporter), settings.devices)
+      remeshed = remeshing.remesh_state(run, state, mesh, constants, remesh_epochs.index(completed), completed,
+                                        reporter)
+      state, mesh = placement.place(remeshed, settings.devices)
       faces, blend_start = int(state.num_faces), int(state.blend_start_epoch)
       meta['remeshes'] += 1
       save(state)

@@ -8,6 +8,7 @@ import pytest
 from configs import demo
 from ngd_jax import loop
 from ngd_jax import pipeline
+from ngd_jax import placement
 from ngd_jax import run as run_lib
 from ngd_jax import train
 from ngd_jax.data import synthetic
@@ -50,8 +51,8 @@ def placed_step_inputs(config, devices: int):
   constants = run.fit_constants()
   state, mesh = run.init_state(constants, jax.random.PRNGKey(0))
   settings = train.step_settings(run)._replace(devices=devices)
-  state, mesh, constants = train.place((state, mesh, constants), devices)
+  state, mesh, constants = placement.place((state, mesh, constants), devices)
   ts = np.arange(config.train.frames_per_step)
-  frames, slots = train.step_frames_on_device(run, settings, ts)
-  batch = train.place(run.batch(ts, 0, 1.0, run.pose_codes(constants), slots), devices, train.batch_specs())
-  return settings, (state, mesh, constants, frames, batch, train.place(loop.LogSums.zeros(train.METRICS), devices))
+  frames, slots = placement.step_frames_on_device(run, ts, settings.devices, settings.streamed)
+  batch = placement.place(run.batch(ts, 0, 1.0, run.pose_codes(constants), slots), devices, placement.batch_specs())
+  return settings, (state, mesh, constants, frames, batch, placement.place(loop.LogSums.zeros(train.METRICS), devices))

@@ -178,10 +178,10 @@ def geometry_pieces(run: run_lib.Run, state, mesh, constants, frames, batch, dyn
   images = train.frame_images(frames, t)
   model, config = run.model, run.config
   params = state.params
-  x0 = state.solutions[t]
+  x0 = None if state.solutions is None else state.solutions[t]
   face_capacity = mesh.operators.faces.shape[0]
   deform = jax.jit(functools.partial(model.deform, dynamic=dynamic))
-  deformation = deform(params, constants.field_bounds, mesh, frame, blend_target=state.blend_target[t],
+  deformation = deform(params, constants.field_bounds, mesh, frame, blend_target=run_lib.frame_blend_target(state, t),
                        blend_weight=batch.blend_weight, x0=x0)
   out = jax.jit(model.render)(mesh, deformation.posed, frame)
   key = jax.random.PRNGKey(1)
@@ -248,7 +248,7 @@ def geometry_pieces(run: run_lib.Run, state, mesh, constants, frames, batch, dyn
   pieces += [
       ('skin', skin_fwd_bwd, (mesh, deformation.canonical, frame, vertex_cotangent)),
       ('render', render_fwd_bwd, (mesh, deformation.posed, frame, image_cotangent)),
-      ('losses', losses_fwd_bwd, (out, deformation, batch)),
+      ('losses', losses_fwd_bwd, (out, deformation._replace(solve=None), batch)),  # No int leaves to differentiate.
       ('optimizer', optimizer_update, (grads, state.opt_state, params)),
       ('scores', scores, (out.diffuse, images.mask, out.rast, state.scores)),
   ]

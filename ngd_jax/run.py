@@ -226,10 +226,10 @@ class Run:
 @functools.partial(jax.jit, static_argnames=('model', 'dynamic'))
 def deform_frame(model: model_lib.GarmentModel, params: dict[str, Any], bounds: geometry.FieldBounds,
                  mesh: model_lib.GarmentMesh, frame: model_lib.FrameInputs, blend_target: Array | None,
-                 blend_weight_: Float[Array, ''], dynamic: bool) -> model_lib.Deformation:
+                 network_weight: Float[Array, ''], dynamic: bool) -> model_lib.Deformation:
   """The deformation of one frame with the state's parameters (no gradient, jitted once per shape)."""
   return model.deform(params, bounds, mesh, frame, dynamic=dynamic, blend_target=blend_target,
-                      blend_weight=blend_weight_)
+                      blend_weight=network_weight)
 
 
 @functools.partial(jax.jit, static_argnames=('model',))

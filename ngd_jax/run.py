@@ -148,9 +148,11 @@ class Run:
   def template_skinned(self) -> np.ndarray:
     """Host: the template skinned to every training frame, float32 [T, V, 3] (no deformation: the
     LBS-only baseline of evaluation, and the extent of the field's inputs)."""
-    mesh = self.mesh_for(self.inputs.template_vertices, self.inputs.template_faces)
-    posed = body.lbs_frames(mesh.operators.rest_vertices, mesh.skinning_weights, jnp.asarray(self.bank.transforms))
-    return np.asarray(posed)[:, : len(self.inputs.template_vertices)]
+    vertices = self.inputs.template_vertices
+    weights = pipeline.skinning_weights(vertices, self.inputs, self.config)
+    posed = body.lbs_frames(jnp.asarray(vertices, jnp.float32), jnp.asarray(weights, jnp.float32),
+                            jnp.asarray(self.bank.transforms))
+    return np.asarray(posed)
 
   def pose_codes(self, constants: Constants) -> np.ndarray:
     """Host: the geometry pose code of every training frame, float32 [T, P]."""

@@ -233,8 +233,8 @@ def geometry_step(
                  poisson_capped=jnp.mean(capped.astype(jnp.float32)))
   log = log.add({name: metrics.get(name, jnp.zeros(())) for name in METRICS})
   # Outputs laid out as `place` lays out the inputs, so feeding them back hits the compiled step.
-  replicated = jax.sharding.NamedSharding(placement.device_mesh(settings.devices), jax.sharding.PartitionSpec())
-  return jax.lax.with_sharding_constraint((new_state, log), replicated)
+  on_every_device = jax.sharding.NamedSharding(placement.device_mesh(settings.devices), replicated)
+  return jax.lax.with_sharding_constraint((new_state, log), on_every_device)
 
 
 # Compiles are counted and logged; one compile per (capacity bucket, warm-up or not) and, being

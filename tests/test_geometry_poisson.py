@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import trimesh
 
+from ngd_jax import errors
 from ngd_jax import model as model_lib
 from ngd_jax.geometry import operators as operators_lib
 from ngd_jax.geometry import poisson
@@ -263,6 +264,16 @@ def test_resolve_solver_and_errors():
     poisson.poisson_solve(operators, jac, 'dense')
   with pytest.raises(ValueError, match='Unknown Poisson solver'):
     poisson.poisson_solve(operators, jac, 'lu')
+
+
+def test_non_finite_dense_inverse_is_a_user_error(monkeypatch):
+  """An inverse that is not finite in float32 names the solver key and the fix, as one line."""
+  vertices, faces = _open_sphere(1)
+  operators = operators_lib.build_operators(vertices, faces)
+  singular = (jnp.full((len(vertices),) * 2, jnp.nan), False)  # What a non-definite float32 system gives.
+  monkeypatch.setattr(poisson, '_dense_inverse', lambda *args: singular)
+  with pytest.raises(errors.UserError, match=r'geometry.solver: .* not finite .*Fix: --config.geometry.solver=chol'):
+    poisson.attach_dense_inverse(vertices, faces, operators)
 
 
 def test_resolve_solver_by_backend_size_and_guard(caplog):

@@ -43,6 +43,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 from ngd_jax.geometry import operators as operators_lib
+from ngd_jax.geometry import orientation
 
 SOLVERS = ('auto', 'cg', 'cholesky', 'dense')
 # Largest vertex capacity at which 'auto' picks the dense solve on CPU (benchmarks/README.md,
@@ -173,8 +174,9 @@ def attach_dense_inverse(rest_vertices: np.ndarray, faces: np.ndarray,
   system = operators_lib.pinned_system(rest_vertices, faces, size).matrix
   inverse, finite = _dense_inverse(operators.rows, operators.cols, operators.values, size)
   if not finite:
-    raise ValueError('The dense inverse of the Poisson system is not finite (the float32 system '
-                     "is not positive definite); use geometry.solver='cholesky'.")
+    raise orientation.TemplateError(
+        f'geometry.solver: the dense inverse of the template\'s Poisson system ({len(rest_vertices)} vertices) is '
+        "not finite in float32 (the system is too ill-conditioned). Fix: --config.geometry.solver=cholesky.")
   row_sums = jnp.asarray(system @ np.ones(size), jnp.float32)
   return operators._replace(dense_inverse=operators_lib.DenseInverse(inverse, row_sums))
 

@@ -47,7 +47,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import trimesh
@@ -218,7 +217,7 @@ def geometry_pieces(run: run_lib.Run, state, mesh, constants, frames, batch, dyn
 
     def total(out, deformation):
       terms = train.frame_losses(out, deformation, jnp.zeros_like(images.target), images, mesh, pairs,
-                                 loss_config=ml_collections.FrozenConfigDict(config.loss), dynamic=dynamic,
+                                 loss=train.LossSettings.from_config(config.loss), dynamic=dynamic,
                                  use_depth=run.use_depth)
       return sum(terms.values())
     return jax.value_and_grad(total, argnums=(0, 1))(out, deformation)

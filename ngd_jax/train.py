@@ -49,14 +49,35 @@ from ngd_jax import trained as trained_lib
 from ngd_jax import workdir as workdir_lib
 
 
-def render_weights(loss_config: ml_collections.ConfigDict) -> losses.RenderLossWeights:
-  return losses.RenderLossWeights(
-      render=loss_config.render_weight,
-      huber=loss_config.huber_weight,
-      huber_delta=loss_config.huber_delta,
-      ssim=loss_config.ssim_weight,
-      mask=loss_config.mask_weight,
-  )
+class LossSettings(NamedTuple):
+  """Exactly the loss values the geometry step reads (config.loss fields by name): hashable, so
+  part of the step's static arguments, and a change to any other config value does not recompile."""
+
+  supervision: str
+  render_weight: float
+  huber_weight: float
+  huber_delta: float
+  ssim_weight: float
+  mask_weight: float
+  jacobian_weight: float
+  jacobian_visible_only: bool
+  smoothness_weight: float
+  penetration_weight: float
+  penetration_margin: float
+  depth_weight: float
+  depth_pairs: int
+  depth_box: int
+  depth_margin: float
+  depth_pairs_in_mask: bool
+
+  @classmethod
+  def from_config(cls, loss_config: ml_collections.ConfigDict) -> 'LossSettings':
+    return cls(*(loss_config[name] for name in cls._fields))
+
+  @property
+  def render_weights(self) -> losses.RenderLossWeights:
+    return losses.RenderLossWeights(render=self.render_weight, huber=self.huber_weight, huber_delta=self.huber_delta,
+                                    ssim=self.ssim_weight, mask=self.mask_weight)
 
 
 class FrameImages(NamedTuple):
@@ -81,7 +102,7 @@ def frame_losses(
     mesh: model_lib.GarmentMesh,
     pairs: losses.DepthPairs,
     *,
-    loss_config: ml_collections.FrozenConfigDict,
+    loss: LossSettings,
     dynamic: bool,
     use_depth: bool,
 ) -> dict[str, jax.Array]:
@@ -90,24 +111,24 @@ def frame_losses(
   `image_probe` (zeros shaped like images.target) is added to the supervised image so that the
   gradient w.r.t. it is the remesh face score's input.
   """
-  image = supervision.supervised_image(out.diffuse, out.normal, loss_config.supervision) + image_probe
+  image = supervision.supervised_image(out.diffuse, out.normal, loss.supervision) + image_probe
   terms = losses.render_loss(image, out.alpha[..., 0], images.target, images.mask, images.hands,
-                             render_weights(loss_config))
+                             loss.render_weights)
   jacobians = deformation.jacobians
   face_weight = mesh.operators.face_mask.astype(jnp.float32)
-  if dynamic and loss_config.jacobian_visible_only:
+  if dynamic and loss.jacobian_visible_only:
     face_weight = face_weight * (remesh.face_pixel_counts(out.rast, face_weight.shape[0]) > 0)
-  terms['jacobian'] = loss_config.jacobian_weight * losses.jacobian_loss(
+  terms['jacobian'] = loss.jacobian_weight * losses.jacobian_loss(
       jacobians, face_weight, jnp.sum(mesh.operators.face_mask))
-  if loss_config.smoothness_weight > 0:
-    terms['smoothness'] = loss_config.smoothness_weight * losses.stretch_smoothness_loss(jacobians, mesh.face_pairs)
+  if loss.smoothness_weight > 0:
+    terms['smoothness'] = loss.smoothness_weight * losses.stretch_smoothness_loss(jacobians, mesh.face_pairs)
   if mesh.body_distance is not None:
     distance = body.signed_distance(mesh.body_distance, deformation.canonical)
-    terms['penetration'] = loss_config.penetration_weight * losses.penetration_loss(
-        distance, mesh.operators.vertex_mask, loss_config.penetration_margin)
+    terms['penetration'] = loss.penetration_weight * losses.penetration_loss(
+        distance, mesh.operators.vertex_mask, loss.penetration_margin)
   if use_depth:
-    terms['depth'] = loss_config.depth_weight * losses.depth_ranking_loss(
-        out.depth[..., 0], images.depth, pairs, loss_config.depth_margin)
+    terms['depth'] = loss.depth_weight * losses.depth_ranking_loss(
+        out.depth[..., 0], images.depth, pairs, loss.depth_margin)
   return terms
 
 
@@ -132,7 +153,7 @@ class StepSettings(NamedTuple):
 
   model: model_lib.GarmentModel
   optimizer: optimizers.GeometryOptimizer
-  loss: ml_collections.FrozenConfigDict
+  loss: LossSettings
   use_depth: bool
   devices: int  # Devices the step's frames are spread over (a divisor of the frames per step).
   streamed: bool  # The step receives only its own frames (split over the devices), not all of them.
@@ -147,7 +168,7 @@ def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'] |
   Frame i of the step draws its noise and depth pairs from key (seed, step * B + offset + i), so a
   frame's draws do not depend on how the step's B frames are spread over devices.
   """
-  model, loss_config = settings.model, settings.loss
+  model, loss = settings.model, settings.loss
   local = batch.t.shape[0]
   offset = jax.lax.axis_index('frames') * local
   frames_per_step = local * settings.devices
@@ -159,8 +180,8 @@ def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'] |
     for i in range(local):
       draw = batch.step * frames_per_step + offset + i
       key_noise, key_pairs = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(batch.seed), draw))
-      pairs = losses.sample_depth_pairs(key_pairs, images[i].mask, loss_config.depth_pairs, loss_config.depth_box,
-                                        loss_config.depth_pairs_in_mask)
+      pairs = losses.sample_depth_pairs(key_pairs, images[i].mask, loss.depth_pairs, loss.depth_box,
+                                        loss.depth_pairs_in_mask)
       t = batch.t[i]
       frame = pipeline.frame_inputs(frames, batch.slot[i], batch.pose_code[i])
       deformation = model.deform(params, constants.field_bounds, mesh, frame, dynamic=dynamic,
@@ -168,8 +189,8 @@ def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'] |
                                  blend_weight=batch.blend_weight, x0=None if solutions is None else solutions[t])
       noise = batch.vertex_noise_std * jax.random.normal(key_noise, deformation.posed.shape)
       out = model.render(mesh, deformation.posed + noise, frame)
-      terms.append(frame_losses(out, deformation, probes[i], images[i], mesh, pairs, loss_config=loss_config,
-                                dynamic=dynamic, use_depth=settings.use_depth))
+      terms.append(frame_losses(out, deformation, probes[i], images[i], mesh, pairs, loss=loss, dynamic=dynamic,
+                                use_depth=settings.use_depth))
       rasts.append(out.rast)
       canonicals.append(deformation.canonical)
       solves.append(deformation.solve)
@@ -248,7 +269,7 @@ def step_settings(run: run_lib.Run) -> StepSettings:
   """The static arguments of the run's step; the frames of a step go to as many devices as divide them."""
   frames_per_step = run.config.train.frames_per_step
   devices = max(d for d in range(1, min(frames_per_step, jax.local_device_count()) + 1) if frames_per_step % d == 0)
-  return StepSettings(run.model, run.optimizer_settings, ml_collections.FrozenConfigDict(run.config.loss),
+  return StepSettings(run.model, run.optimizer_settings, LossSettings.from_config(run.config.loss),
                       run.use_depth, devices, not run.frames_resident)
 
 

@@ -250,7 +250,8 @@ def test_non_finite_loss_names_a_sound_checkpoint(tmp_path):
 
 def test_logging_intervals_do_not_recompile_the_step(sequence_path):
   """The step's static arguments hold only what changes the program: other logging, preview and
-  checkpoint intervals reuse the compiled step; another loss weight compiles a new one."""
+  checkpoint intervals, or a loss value the step does not read, reuse the compiled step; another loss
+  weight compiles a new one."""
 
   def step_once(config):
     settings, inputs = placed_step_inputs(config, 1)
@@ -262,6 +263,7 @@ def test_logging_intervals_do_not_recompile_the_step(sequence_path):
   step_once(config)
   config.train.log_every_steps, config.train.image_every_steps = 7, 11
   config.train.checkpoint_every_steps, config.train.keep_checkpoints = 13, 1
+  config.loss.texture_erode += 1  # The appearance phase's.
   assert step_once(config) == 0
   config.loss.jacobian_weight = 0.5
   assert step_once(config) == 1

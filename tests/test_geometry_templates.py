@@ -166,6 +166,18 @@ def test_body_template_height_fallback_without_joint_names(garment, boundaries):
   _check_outside_and_outward(mesh, 0.02)
 
 
+def test_joint_names_of_another_joint_order_fall_back_to_height_fractions(caplog):
+  """SMPL names on a body whose joints come in another order (capture's SMPL-layout Anny model) put
+  the knee above the waist: the builder ignores the names instead of cutting an empty band."""
+  vertices, faces, weights = _body()
+  shuffled = _JOINTS[::-1]
+  mesh = templates.body_template(vertices, faces, weights, shuffled, 'skirt', 0.02, 0.04)
+  fallback = templates.body_template(vertices, faces, weights, None, 'skirt', 0.02, 0.04)
+  np.testing.assert_array_equal(mesh.vertices, fallback.vertices)
+  np.testing.assert_array_equal(mesh.faces, fallback.faces)
+  assert 'out of order' in caplog.text
+
+
 @pytest.mark.parametrize('joint_names', [_JOINTS, None])
 def test_skirt_ignores_hands_hanging_by_the_hips(joint_names):
   vertices, faces, weights = _body('A')

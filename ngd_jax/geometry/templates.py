@@ -16,10 +16,12 @@ measured (hands hanging by the hips in an A-pose form separate pieces). Sleeves 
 planes across the x axis, i.e. at mid upper arm for a T-pose (SMPL's rest pose); an A-pose gets
 longer sleeves. Cut heights come from the skinning: the dominant-joint regions of SMPL joint
 names (pelvis, spine1, spine3, knees, ankles, neck, shoulders = upper arms); without those names,
-from fractions of the body height (Drillis and Contini anthropometric proportions). Nothing is closed: the result
+or when the regions they name lie out of order (another model's joint order), from fractions of
+the body height (Drillis and Contini anthropometric proportions). Nothing is closed: the result
 is an open, edge-manifold, outward-oriented surface.
 """
 
+import logging
 import pathlib
 from typing import NamedTuple, Sequence
 
@@ -44,6 +46,9 @@ _HEIGHT_FRACTIONS = {
     'chest': 0.70,  # Just under the armpits.
     'neck': 0.83,  # Base of the neck (shoulder line 0.818).
 }
+# Landmarks from the soles up: the joint-name parts of their region and the height quantile of it.
+_LANDMARKS = {'ankle_hem': (('ankle',), 0.98), 'knee': (('knee',), 0.98), 'hip': (('pelvis',), 0.1),
+              'waist': (('spine1',), 0.25), 'chest': (('spine3',), 0.1), 'neck': (('neck',), 0.1)}
 _UPPER_ARM_FRACTION = 0.21  # Sleeve end: lateral distance from the axis (mid upper arm in T-pose).
 
 
@@ -103,13 +108,31 @@ def _in_group(labels: np.ndarray, group: Sequence[str]) -> np.ndarray:
   return np.array([any(part in label for part in group) for label in labels])
 
 
-def _landmark(body: _Body, name: str, joints: Sequence[str], quantile: float) -> float:
+def _landmark(body: _Body, name: str) -> float:
   """Host: height of a landmark: a quantile of the heights of a joint region, else a fraction."""
+  joints, quantile = _LANDMARKS[name]
   if body.labels is not None:
     region = _in_group(body.labels, joints)
     if region.any():
       return float(np.quantile(body.vertices[region, 1], quantile))
   return body.floor + _HEIGHT_FRACTIONS[name] * body.height
+
+
+def _with_fitting_labels(body: _Body) -> _Body:
+  """Host: the body, without its joint labels when they do not describe it.
+
+  Names of another model's joint order (SMPL names on a body whose joints come in another order)
+  put the landmark regions out of order, and cuts between them would select nothing.
+  """
+  if body.labels is None:
+    return body
+  heights = [_landmark(body, name) for name in _LANDMARKS]
+  if np.all(np.diff(heights) > 0):
+    return body
+  logging.warning('Body template: the joint regions put the landmarks out of order (%s m above the soles); the '
+                  'joint names do not describe this body, so fractions of its height are used.',
+                  ', '.join(f'{name} {height - body.floor:.2f}' for name, height in zip(_LANDMARKS, heights)))
+  return body._replace(labels=None)
 
 
 def _sleeve_extent(body: _Body) -> float:
@@ -292,16 +315,16 @@ def _cut_garment(body: _Body, garment: str, offset: float, edge_length: float) -
   up = np.array([0.0, 1.0, 0.0])
   axis = _axis(body)
   if garment == 'trousers':
-    low = _landmark(body, 'ankle_hem', ('ankle',), 0.98)
-    high = _landmark(body, 'waist', ('spine1',), 0.25)
+    low = _landmark(body, 'ankle_hem')
+    high = _landmark(body, 'waist')
   else:
-    low = _landmark(body, 'waist', ('spine1',), 0.25)
+    low = _landmark(body, 'waist')
     # The neck cut must clear the upper arms' offset surface, or it would open the sleeves.
     lateral = np.abs(body.vertices[:, 0] - axis[0])
     sleeve = _sleeve_extent(body)
     arm = (lateral > 0.5 * sleeve) & (lateral < sleeve)
     arm_top = body.vertices[arm, 1].max() + offset + edge_length if arm.any() else -np.inf
-    high = max(_landmark(body, 'neck', ('neck',), 0.1), arm_top)
+    high = max(_landmark(body, 'neck'), arm_top)
   surface = _offset_surface(body, low, high, offset, 0.5 * edge_length)
   surface = _slice(surface, up, np.array([0.0, low, 0.0]))
   surface = _slice(surface, -up, np.array([0.0, high, 0.0]))
@@ -345,15 +368,15 @@ def body_template(rest_vertices: np.ndarray,
     raise ValueError(f'Body rest vertices [Vb, 3] and weights [Vb, K] disagree: '
                      f'{vertices.shape} and {weights.shape}.')
   floor, top = vertices[:, 1].min(), vertices[:, 1].max()
-  body = _Body(vertices, np.asarray(faces, np.int64), _dominant_joints(weights, joint_names),
-               float(top - floor), float(floor))
+  body = _with_fitting_labels(_Body(vertices, np.asarray(faces, np.int64), _dominant_joints(weights, joint_names),
+                                    float(top - floor), float(floor)))
   if garment in ('skirt', 'dress'):
-    hip = _landmark(body, 'hip', ('pelvis',), 0.1)
-    knee = _landmark(body, 'knee', ('knee',), 0.98)
+    hip = _landmark(body, 'hip')
+    knee = _landmark(body, 'knee')
     if garment == 'skirt':
-      top_height, hem = _landmark(body, 'waist', ('spine1',), 0.25), 0.5 * (hip + knee)
+      top_height, hem = _landmark(body, 'waist'), 0.5 * (hip + knee)
     else:
-      top_height, hem = _landmark(body, 'chest', ('spine3',), 0.1), knee
+      top_height, hem = _landmark(body, 'chest'), knee
     mesh = _revolution_tube(body, top_height, hem, hip, offset, edge_length)
   else:
     mesh = _cut_garment(body, garment, offset, edge_length)

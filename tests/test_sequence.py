@@ -274,12 +274,24 @@ def test_writer_refuses_inconsistent_input(tmp_path):
   with pytest.raises(ValueError, match=r'body has 3 frames, 2 frames were added'):
     data.write_sequence(tmp_path / 'a', **dict(c, rgb=c['rgb'][:2], masks=c['masks'][:2], hands=None, normals=None,
                                                depths=None, gt_meshes=None, eval_views=None, eval_cameras=None))
-  assert not (tmp_path / 'a' / 'sequence.json').exists()  # Never marked as a finished sequence.
-  with pytest.raises(ValueError, match=r'folder exists and is not empty'):
-    data.write_sequence(tmp_path / 'a', **c)
+  assert sorted(p.name for p in tmp_path.iterdir()) == []  # Nothing written, no hidden folder left.
   data.write_sequence(tmp_path / 'b', **dict(c, cameras=None, camera=_camera(0)))
+  with pytest.raises(ValueError, match=r'folder exists and is not empty .* --overwrite'):
+    data.write_sequence(tmp_path / 'b', **c)
+  # A failed overwrite keeps the sequence that was there.
+  with pytest.raises(ValueError, match=r'body has 3 frames, 2 frames were added'):
+    data.write_sequence(tmp_path / 'b', **dict(c, rgb=c['rgb'][:2], masks=c['masks'][:2], cameras=None,
+                                               camera=_camera(1), hands=None, normals=None, depths=None,
+                                               gt_meshes=None, eval_views=None, eval_cameras=None), overwrite=True)
+  np.testing.assert_array_equal(data.read_sequence(tmp_path / 'b').world_to_camera[2], _camera(0).world_to_camera)
   again = data.write_sequence(tmp_path / 'b', **dict(c, cameras=None, camera=_camera(1)), overwrite=True)
   np.testing.assert_array_equal(again.world_to_camera[2], _camera(1).world_to_camera)
+  assert again.path == tmp_path / 'b' and sorted(p.name for p in tmp_path.iterdir()) == ['b']
+  (tmp_path / 'other').mkdir()
+  (tmp_path / 'other' / 'notes.txt').write_text('mine')
+  with pytest.raises(ValueError, match=r'holds no sequence\.json'):
+    data.write_sequence(tmp_path / 'other', **c, overwrite=True)
+  assert (tmp_path / 'other' / 'notes.txt').read_text() == 'mine'
   with pytest.raises(ValueError, match=r'mask values must be binary'):
     data.write_sequence(tmp_path / 'c', **dict(c, masks=c['masks'] * 0.5))
 

@@ -102,12 +102,16 @@ def scale_camera(camera: Camera, size: tuple[int, int], new_size: tuple[int, int
   return Camera(k.astype(np.float32), np.asarray(camera.world_to_camera, np.float32))
 
 
-def _resize_channels(image: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:
-  """Host: f32[H,W,C] resized per channel by PIL in float ('F' mode) to size (H', W')."""
+def resize(image: np.ndarray, size: tuple[int, int], resample=Image.Resampling.BOX) -> np.ndarray:
+  """Host: [H, W] or [H, W, C] of any real dtype -> float32 at size (H', W'), per channel by PIL in float
+  ('F' mode, no rounding); BOX averages areas (anti-aliased). The one image resize of the package."""
+  image = np.asarray(image)
+  if image.ndim == 2:
+    return resize(image[..., None], size, resample)[..., 0]
   if image.shape[:2] == tuple(size):
-    return image
+    return image.astype(np.float32, copy=False)
   channels = [
-      np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c])).resize(size[::-1], resample))
+      np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], np.float32)).resize(size[::-1], resample))
       for c in range(image.shape[-1])
   ]
   return np.stack(channels, axis=-1).astype(np.float32)
@@ -120,18 +124,26 @@ def _resize_nearest(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   return image[rows][:, cols]
 
 
-def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """Host: area average, then threshold at 1/2: the mask stays binary."""
-  return (_resize_channels(mask[..., None], size, Image.Resampling.BOX)[..., 0] >= 0.5).astype(np.float32)
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Host: bool [H', W']: area average of a binary mask [H, W], then threshold at 1/2 (stays binary)."""
+  return resize(np.asarray(mask, np.float32), size) >= 0.5
 
 
-def _resize_normal(normal: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """Host: bilinear, then back to unit length (zero stays zero = unknown); unchanged at the same size."""
-  if normal.shape[:2] == tuple(size):
-    return normal
-  n = _resize_channels(normal, size, Image.Resampling.BILINEAR)
-  length = np.linalg.norm(n, axis=-1, keepdims=True)
-  return np.where(length > 1e-6, n / np.maximum(length, 1e-6), 0.0).astype(np.float32)
+def unit_normals(normal: np.ndarray) -> np.ndarray:
+  """Host: float32 [..., 3] scaled to unit length; (near) zero stays zero (= unknown, as stored)."""
+  length = np.linalg.norm(normal, axis=-1, keepdims=True)
+  return np.where(length > 1e-6, normal / np.maximum(length, 1e-6), 0.0).astype(np.float32)
+
+
+def pixels_in_mask(uv: np.ndarray, mask: np.ndarray) -> np.ndarray:
+  """Host: bool [N]: pixel coordinates uv float [N, 2] (OpenCV: pixel centres at integers) fall on a
+  True pixel of mask bool [H, W]; False outside the image."""
+  h, w = mask.shape
+  col, row = np.floor(uv[:, 0] + 0.5).astype(np.int64), np.floor(uv[:, 1] + 0.5).astype(np.int64)
+  inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+  hit = np.zeros(len(uv), bool)
+  hit[inside] = mask[row[inside], col[inside]] > 0
+  return hit
 
 
 def _read_png(path: pathlib.Path, mode: str, fix: str) -> np.ndarray:
@@ -275,14 +287,17 @@ class Sequence:
     rgb_path = self._file('rgb', i, '.png')
     rgb = _read_png(rgb_path, 'RGB', 'write the frame again as an RGB PNG').astype(np.float32) / 255.0
     frame = Frame(
-        rgb=_resize_channels(rgb, size, Image.Resampling.BOX),
-        mask=_resize_mask(_read_mask(self._file('mask', i, '.png'), allow_empty=False), size),
+        rgb=resize(rgb, size),
+        mask=np.float32(resize_mask(_read_mask(self._file('mask', i, '.png'), allow_empty=False), size)),
         hands=None, normal=None, depth=None,
     )
     if 'hands' in self.channels:
-      frame = frame._replace(hands=_resize_mask(_read_mask(self._file('hands', i, '.png'), allow_empty=True), size))
+      frame = frame._replace(
+          hands=np.float32(resize_mask(_read_mask(self._file('hands', i, '.png'), allow_empty=True), size)))
     if 'normal' in self.channels:
-      frame = frame._replace(normal=_resize_normal(self._load_normal(i), size))
+      normal = self._load_normal(i)
+      frame = frame._replace(normal=normal if normal.shape[:2] == size else
+                             unit_normals(resize(normal, size, Image.Resampling.BILINEAR)))
     if 'depth' in self.channels:
       depth_path = self._file('depth', i, '.npy')
       depth = np.load(depth_path)
@@ -330,7 +345,7 @@ class Sequence:
     if mask.shape != rgb.shape[:2]:
       raise SequenceError(mask_path, f'mask is {mask.shape}, its image is {rgb.shape[:2]}', 'write both at one size')
     size = resized_size(rgb.shape[:2], resolution)
-    return EvalView(_resize_channels(rgb, size, Image.Resampling.BOX), _resize_mask(mask, size),
+    return EvalView(resize(rgb, size), np.float32(resize_mask(mask, size)),
                     scale_camera(self.eval_cameras[name], rgb.shape[:2], size))
 
 
@@ -530,10 +545,9 @@ def check_in_view(seq: Sequence, indices: np.ndarray, posed: np.ndarray, masks: 
                           'world_to_camera must map world to camera coordinates, z forward (OpenCV): check that it '
                           'is not camera-to-world or turned around, and that body.npz holds these frames')
     ndc = clip[t, :, :2] / clip[t, :, 3:]
-    cols = np.floor((ndc[:, 0] + 1.0) * width / 2.0).astype(np.int64)  # Pixel centres at 2 (c + 0.5) / W - 1.
-    rows = np.floor((1.0 - ndc[:, 1]) * height / 2.0).astype(np.int64)  # Row 0 is the top row.
-    inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
-    if not np.any(masks[t][rows[inside], cols[inside]]):
+    # Pixel centres at x_ndc = 2 (c + 0.5) / W - 1; row 0 is the top row.
+    uv = np.stack([(ndc[:, 0] + 1.0) * width / 2.0 - 0.5, (1.0 - ndc[:, 1]) * height / 2.0 - 0.5], axis=-1)
+    if not pixels_in_mask(uv, masks[t]).any():
       raise SequenceError(seq.path / 'mask' / f'{frame}.png', f'none of the {num_vertices} vertices of the garment '
                           'template, skinned to this frame, projects into this garment mask',
                           'check that the camera of this frame (sequence.json), the mask and body.npz belong '
@@ -591,21 +605,42 @@ def _mesh(mesh: Any) -> trimesh.Trimesh:
 class SequenceWriter:
   """Host: writes a sequence folder frame by frame (importers, the synthetic generator).
 
-  Files are written atomically; sequence.json is written last by finish(), so a folder whose
-  writing stopped early has none and is rejected by read_sequence.
+  Everything is written into a hidden folder next to `path` that finish() renames to `path` once
+  the sequence reads back valid, so a write that stops early leaves `path` as it was: absent, or
+  (overwrite=True) the sequence it held. Used as a context manager, an exception removes the
+  hidden folder.
   """
 
   def __init__(self, path: str | os.PathLike, overwrite: bool = False):
     self.path = pathlib.Path(path)
-    if self.path.exists() and any(self.path.iterdir()):
-      if not (overwrite and (self.path / 'sequence.json').is_file()):
-        raise SequenceError(self.path, 'folder exists and is not empty',
-                            'choose a new output folder (or overwrite an existing sequence folder)')
-      shutil.rmtree(self.path)
-    self.path.mkdir(parents=True, exist_ok=True)
+    if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+      if not (self.path / 'sequence.json').is_file():
+        raise SequenceError(self.path, 'exists, is not empty and holds no sequence.json',
+                            'choose a new output folder (overwriting replaces only a sequence folder)')
+      if not overwrite:
+        raise SequenceError(self.path, 'folder exists and is not empty (a sequence)',
+                            'choose a new output folder, or replace it with --overwrite (overwrite=True)')
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    self._folder = files.temporary_folder(self.path.parent, f'.{self.path.name}.')
     self.frames: list[str] = []
     self._channels: dict[str, int] = {c: 0 for c in OPTIONAL_CHANNELS}
     self._size: tuple[int, int] | None = None
+
+  def __enter__(self) -> 'SequenceWriter':
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    shutil.rmtree(self._folder, ignore_errors=True)
+
+  def _swap_in(self) -> None:
+    """Host: renames the written folder to `path`; a sequence already there goes only once it is replaced."""
+    if self.path.exists() and any(self.path.iterdir()):
+      old = files.temporary_folder(self.path.parent, f'.{self.path.name}.old.')
+      os.replace(self.path, old)
+      os.replace(self._folder, self.path)
+      shutil.rmtree(old)
+    else:
+      os.replace(self._folder, self.path)
 
   def add_frame(self, rgb, mask, hands=None, normal=None, depth=None, name: str | None = None) -> str:
     """Host: writes frame files; rgb uint8|f[H,W,3] in [0,1], mask bool|{0,1}|{0,255} [H,W], hands like mask,
@@ -616,12 +651,12 @@ class SequenceWriter:
     self._size = self._size or size
     if size != self._size:
       raise ValueError(f'frame {name}: rgb is {size}, earlier frames are {self._size}; all frames need one size.')
-    _save_png(self.path / 'rgb' / f'{name}.png', image)
-    _save_png(self.path / 'mask' / f'{name}.png', _mask_png(mask))
+    _save_png(self._folder / 'rgb' / f'{name}.png', image)
+    _save_png(self._folder / 'mask' / f'{name}.png', _mask_png(mask))
     for channel, value, save in (('hands', hands, lambda p, v: _save_png(p, _mask_png(v))),
                                  ('normal', normal, _save_npy), ('depth', depth, _save_npy)):
       if value is not None:
-        save(self.path / channel / f'{name}{".png" if channel == "hands" else ".npy"}', value)
+        save(self._folder / channel / f'{name}{".png" if channel == "hands" else ".npy"}', value)
         self._channels[channel] += 1
     self.frames.append(name)
     return name
@@ -629,14 +664,14 @@ class SequenceWriter:
   def add_eval_view(self, view: str, rgb, mask, frame: str | None = None) -> None:
     """Host: held-out camera `view`'s image and garment mask of `frame` (default: the last added)."""
     frame = self.frames[-1] if frame is None else frame
-    _save_png(self.path / 'gt' / 'views' / view / 'rgb' / f'{frame}.png', _rgb_png(rgb))
-    _save_png(self.path / 'gt' / 'views' / view / 'mask' / f'{frame}.png', _mask_png(mask))
+    _save_png(self._folder / 'gt' / 'views' / view / 'rgb' / f'{frame}.png', _rgb_png(rgb))
+    _save_png(self._folder / 'gt' / 'views' / view / 'mask' / f'{frame}.png', _mask_png(mask))
 
   def add_gt_garment(self, vertices, faces, frame: str | None = None) -> None:
     """Host: the true garment mesh (world frame) of `frame` (default: the last added) as PLY."""
     frame = self.frames[-1] if frame is None else frame
     mesh = _mesh((vertices, faces))
-    files.atomic_write(self.path / 'gt' / 'garment' / f'{frame}.ply', lambda f: mesh.export(f, file_type='ply'))
+    files.atomic_write(self._folder / 'gt' / 'garment' / f'{frame}.ply', lambda f: mesh.export(f, file_type='ply'))
 
   def finish(self, *, camera=None, cameras=None, body: body_lib.BodyData, fps: float = 30.0, garment: str,
              source: str = '', eval_cameras: dict | None = None, template=None) -> Sequence:
@@ -668,15 +703,18 @@ class SequenceWriter:
       meta['camera'] = _camera_json(camera)
     if eval_cameras:
       meta['eval_cameras'] = {n: _camera_json(c) for n, c in eval_cameras.items()}
-    body_lib.write_body_npz(self.path / 'body.npz', body)
+    body_lib.write_body_npz(self._folder / 'body.npz', body)
     if template is not None:
       if isinstance(template, (str, os.PathLike)):
         template = trimesh.load(template, force='mesh', process=False)
       mesh = _mesh(template)
-      files.atomic_write(self.path / 'template.obj', lambda f: f.write(mesh.export(file_type='obj').encode()))
+      files.atomic_write(self._folder / 'template.obj', lambda f: f.write(mesh.export(file_type='obj').encode()))
     text = json.dumps(meta, indent=1)
-    files.atomic_write(self.path / 'sequence.json', lambda f: f.write(text.encode()))
-    return read_sequence(self.path)
+    files.atomic_write(self._folder / 'sequence.json', lambda f: f.write(text.encode()))
+    written = read_sequence(self._folder)
+    self._swap_in()
+    return dataclasses.replace(written, path=self.path,
+                               template_path=self.path / 'template.obj' if written.template_path else None)
 
 
 def write_sequence(path: str | os.PathLike, *, rgb: Iterable, masks: Iterable, body: body_lib.BodyData,
@@ -699,14 +737,14 @@ def write_sequence(path: str | os.PathLike, *, rgb: Iterable, masks: Iterable, b
   for key, values in per_frame.items():
     if len(values) != len(rgb):
       raise ValueError(f'{key} has {len(values)} entries for {len(rgb)} frames.')
-  writer = SequenceWriter(path, overwrite=overwrite)
-  for t, (image, mask) in enumerate(zip(rgb, masks)):
-    writer.add_frame(image, mask, hands=per_frame['hands'][t], normal=per_frame['normals'][t],
-                     depth=per_frame['depths'][t], name=per_frame['frame_names'][t])
-    if per_frame['gt_meshes'][t] is not None:
-      mesh = _mesh(per_frame['gt_meshes'][t])
-      writer.add_gt_garment(mesh.vertices, mesh.faces)
-    for view, (view_rgb, view_masks) in (eval_views or {}).items():
-      writer.add_eval_view(view, view_rgb[t], view_masks[t])
-  return writer.finish(camera=camera, cameras=cameras, body=body, fps=fps, garment=garment, source=source,
-                       eval_cameras=eval_cameras, template=template)
+  with SequenceWriter(path, overwrite=overwrite) as writer:
+    for t, (image, mask) in enumerate(zip(rgb, masks)):
+      writer.add_frame(image, mask, hands=per_frame['hands'][t], normal=per_frame['normals'][t],
+                       depth=per_frame['depths'][t], name=per_frame['frame_names'][t])
+      if per_frame['gt_meshes'][t] is not None:
+        mesh = _mesh(per_frame['gt_meshes'][t])
+        writer.add_gt_garment(mesh.vertices, mesh.faces)
+      for view, (view_rgb, view_masks) in (eval_views or {}).items():
+        writer.add_eval_view(view, view_rgb[t], view_masks[t])
+    return writer.finish(camera=camera, cameras=cameras, body=body, fps=fps, garment=garment, source=source,
+                         eval_cameras=eval_cameras, template=template)

@@ -26,7 +26,7 @@ class BuildRasterizer(build_ext.build_ext):
 
 
 setuptools.setup(
-    packages=setuptools.find_packages(include=['ngd_jax*']) + ['smplx_jax'],
+    packages=setuptools.find_packages(include=['ngd_jax*']) + ['smplx_jax', 'configs'],
     ext_modules=[
         setuptools.Extension(
             'ngd_jax.render._rasterizer_cpu',

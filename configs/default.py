@@ -1,7 +1,9 @@
 """Default NGD configuration: every number of the method (docs/method.md) in one place.
 
 Variants (demo.py, seq*.py) import this file and override only what differs. Values are the
-paper's unless a comment says otherwise. Section numbers refer to docs/method.md.
+paper's unless a comment says otherwise. Section numbers refer to docs/method.md. A key's comment is
+the one on its line and the comment lines right below it (`ngd-jax --list_config` prints them); a
+heading comment follows a blank line.
 """
 
 import ml_collections
@@ -15,7 +17,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   config.data.path = ''  # Sequence folder (sequence.json, rgb/, mask/, body.npz, ...).
   config.data.synthetic_preset = ''  # If data.path is '': generate this synthetic preset into the cache and use it.
-  config.data.resolution = 512  # Training images are resized so that the longer side has this many pixels.
+  config.data.resolution = 512  # Training images are resized so that the longer side has this many (the paper: 1080).
   config.data.first_frame = 0  # First frame used for training (index into sequence.json frames).
   config.data.num_frames = -1  # Number of training frames; -1 = all from first_frame.
   config.data.frame_stride = 1  # Use every n-th frame.
@@ -75,6 +77,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.mask_weight = 0.4  # Silhouette MSE share inside the render term.
   config.loss.jacobian_weight = 0.25  # mean((J^S + J^D - I)^2).
   config.loss.jacobian_visible_only = True  # After warm-up, faces not visible in the frame count as identity.
+
   # Priors for what a single camera does not see (depart from the paper; 0 turns each off). Weights were tuned on the
   # long_skirt and flared_skirt cases of benchmarks/bench_quality.py; its 'paper' variant (centroid anchor, no
   # priors) is in benchmarks/README.md.

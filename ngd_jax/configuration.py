@@ -59,12 +59,18 @@ def _get(config: ml_collections.ConfigDict, dotted: str):
   return value
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError for the first bad value found."""
+def check_loaded(config: ml_collections.ConfigDict) -> None:
+  """ConfigError if the --config file failed to load (config_flags reports it at the config's first use)."""
   try:
     _get(config, 'seed')
-  except OSError as e:  # config_flags reports a config file that failed to load at its first use.
-    raise ConfigError(f'--config: {e} Fix: pass an existing configuration file, e.g. --config=configs/demo.py.') from e
+  except OSError as e:
+    raise ConfigError(f'--config: {e} Fix: pass an existing configuration file, or a shipped one by name: '
+                      '--config=demo.') from e
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for the first bad value found."""
+  check_loaded(config)
   for key, allowed in _CHOICES.items():
     value = _get(config, key)
     if value not in allowed:
@@ -77,6 +83,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = _get(config, key)
     if not value >= 0:
       raise ConfigError(f'--config.{key}={value!r} must be >= 0 (0 turns it off).')
+  if not (config.data.num_frames == -1 or config.data.num_frames > 0):
+    raise ConfigError(f'--config.data.num_frames={config.data.num_frames!r} must be -1 (all frames) or > 0.')
   if not config.loss.penetration_grid_resolution >= 2:
     raise ConfigError(f'--config.loss.penetration_grid_resolution={config.loss.penetration_grid_resolution!r} '
                       'must be >= 2 (samples per axis of the distance grid).')

@@ -33,9 +33,9 @@ def _fail(program: str, error: BaseException) -> None:
 
 
 def run(main: Callable[[list[str]], None], program: str,
-        user_errors: Sequence[type[BaseException]] = ()) -> None:
-  """absl.app.run(main), with flag errors and user errors (UserError and `user_errors`) reported in
-  one line and exit status 2; any other exception propagates with its traceback."""
+        user_errors: Sequence[type[BaseException]] = (), argv: list[str] | None = None) -> None:
+  """absl.app.run(main) on `argv` (default sys.argv), with flag errors and user errors (UserError and
+  `user_errors`) reported in one line and exit status 2; any other exception propagates with its traceback."""
   caught = (UserError, *user_errors)
 
   def parse(argv: list[str]) -> list[str]:
@@ -43,9 +43,7 @@ def run(main: Callable[[list[str]], None], program: str,
       return flags.FLAGS(argv)
     except Exception as e:  # pylint: disable=broad-except
       # Everything that fails while parsing comes from the command line or the config file it
-      # names: an unknown flag, a mistyped --config.key (a KeyError), a value of the wrong type.
-      if isinstance(e, KeyError) and e.args:  # Its str() is a repr; the message says "did you mean".
-        e = UserError(f'unknown configuration key {e.args[0]}')
+      # names: an unknown flag, a mistyped --config.key, a value of the wrong type.
       _fail(program, e)
 
   def guarded(argv: list[str]) -> None:
@@ -54,4 +52,4 @@ def run(main: Callable[[list[str]], None], program: str,
     except caught as e:
       _fail(program, e)
 
-  app.run(guarded, flags_parser=parse)
+  app.run(guarded, argv=argv, flags_parser=parse)

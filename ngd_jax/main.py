@@ -1,21 +1,27 @@
 """Command line entry point: parses flags and dispatches to train, eval or export.
 
-  python -m ngd_jax.main --config=configs/seq187.py --workdir=runs/seq187 \
-      [--mode=train|eval|export] [--config.train.num_epochs=50 ...]
+  ngd-jax --config=demo|seq187|configs/x.py|W/config.json --workdir=W [--mode=train|eval|export] \
+      [--config.train.num_epochs=50 ...]
+  ngd-jax --workdir=W --mode=eval|export|train   (the run's own W/config.json)
+  ngd-jax --config=demo --list_config            (every key, its value and its meaning)
 """
 
 import os
+import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from ngd_jax import config_files
 from ngd_jax import configuration
 from ngd_jax import errors
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Configuration file (configs/*.py).', lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder: checkpoints, logs, metrics, exports.')
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'A shipped config by name (demo, seq187, ...), a configs/*.py file, or a run\'s config.json; '
+    'left out, the --workdir\'s own config.json. Any key can then be set: --config.train.num_epochs=3.')
+flags.FLAGS['config'].parser = config_files.ConfigParser('config')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder: checkpoints, logs, metrics, exports, config.json.')
 _MODE = flags.DEFINE_enum(
     'mode', 'train', ['train', 'eval', 'export'],
     'train: train (resuming from the workdir) then evaluate; eval: restore and evaluate; '
@@ -23,13 +29,23 @@ _MODE = flags.DEFINE_enum(
     f'checkpoint or workdir) prints one line and exits with status 2; --verbosity=1 or {errors.TRACEBACK_ENV}=1 '
     'add its traceback.',
 )
-flags.mark_flags_as_required(['config', 'workdir'])
+_LIST_CONFIG = flags.DEFINE_bool('list_config', False, 'Print every key of --config with its value and its '
+                                 'comment in configs/default.py, then exit.')
 
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    raise errors.UserError(f'unexpected arguments {argv[1:]}. Fix: flags only, as --name=value.')
+  if _CONFIG.value is None:
+    raise errors.UserError(f'--config: missing. Fix: pass one of {", ".join(config_files.shipped_names())}, a '
+                           f'configs/*.py file, or a --workdir that holds a {config_files.RUN_CONFIG}.')
   config = _CONFIG.value
+  configuration.check_loaded(config)
+  if _LIST_CONFIG.value:
+    print(config_files.listing(config))
+    return
+  if _WORKDIR.value is None:
+    raise errors.UserError('--workdir: missing. Fix: pass --workdir=DIR, the folder of the run.')
   configuration.validate(config)
   if not flags.FLAGS['verbosity'].present:
     # Progress and results go through the progress bar and prints; library INFO logs (orbax
@@ -51,7 +67,10 @@ def main(argv):
     export.export_run(config, _WORKDIR.value)
 
 
+def run() -> None:
+  """The program: a --workdir alone brings its config.json; user errors are one line and exit status 2."""
+  errors.run(main, 'ngd_jax', argv=config_files.with_run_config(sys.argv))
+
+
 if __name__ == '__main__':
-  # The one place that tells user errors (errors.UserError: config, sequence, body, checkpoints,
-  # workdir, non-finite loss) from bugs: one line and exit status 2, or the traceback.
-  errors.run(main, 'ngd_jax')
+  run()

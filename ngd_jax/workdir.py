@@ -1,11 +1,12 @@
 """Host: a workdir remembers what it was made from, and refuses to continue from anything else.
 
-config.json holds the configuration and sequence_fingerprint.json a fingerprint of the sequence
-folder: every file's relative path and size, and the SHA-256 of sequence.json, body.npz and
-template.obj. Once the workdir holds a checkpoint, a run whose configuration differs in a key
-outside FREE_KEYS (logging, checkpoint cadence, evaluation, export, where the sequence lives), or
-whose sequence differs, stops with a WorkdirError listing the differences. `record` writes both
-files (atomically) and is called only after the inputs and the configuration were validated.
+config.json holds the configuration (every key, data.path made absolute, so that `ngd-jax
+--workdir=W` alone continues, evaluates or exports the run from any folder) and
+sequence_fingerprint.json a fingerprint of the sequence folder: every file's relative path and size,
+and the SHA-256 of sequence.json, body.npz and template.obj. Once the workdir holds a checkpoint, a
+run whose configuration differs in a key outside FREE_KEYS, or whose sequence differs, stops with a
+WorkdirError listing the differences. `record` writes both files (atomically) and is called only
+after the inputs and the configuration were validated.
 """
 
 import hashlib
@@ -20,7 +21,11 @@ from ngd_jax import errors
 from ngd_jax import files
 from ngd_jax import pipeline
 
-# Keys that may change between the runs of one workdir (they do not change the trained state).
+# Keys that may change between the runs of one workdir: none can change the trained state. Where the
+# sequence comes from (data.path, data.synthetic_preset) is free because the fingerprint checks the
+# sequence itself; train.device_frames_max_gb only chooses whether frames stay on the device or are put
+# there per step (the same values reach the same step); the rest is logging, checkpoint cadence,
+# evaluation and export.
 FREE_KEYS = ('data.path', 'data.synthetic_preset', 'train.log_every_steps', 'train.image_every_steps',
              'train.checkpoint_every_steps', 'train.keep_checkpoints', 'train.device_frames_max_gb', 'eval', 'export')
 CONFIG_FILE = 'config.json'
@@ -105,14 +110,16 @@ def check(config: ml_collections.ConfigDict, sequence_path: str | os.PathLike, w
     changes += fingerprint_changes(_read_json(fingerprint_path), sequence_fingerprint(sequence_path))
   if changes:
     raise WorkdirError(
-        f'{workdir}: holds a run made from other inputs; changed: {"; ".join(changes)}. Fix: rerun with the '
-        f'configuration of {config_path} and its sequence, or pass a new --workdir to start a new run (only '
-        f'{", ".join(FREE_KEYS)} may change within a run).'
+        f'{workdir}: holds a run made from other inputs; changed: {"; ".join(changes)}. Fix: leave out --config '
+        f'to use the run\'s own {config_path}, with its sequence, or pass a new --workdir to start a new run '
+        f'(only {", ".join(FREE_KEYS)} may change within a run).'
     )
 
 
 def record(config: ml_collections.ConfigDict, sequence_path: str | os.PathLike, workdir: str) -> None:
-  """Host: writes config.json and sequence_fingerprint.json into `workdir` (atomically)."""
+  """Host: writes config.json (data.path absolute) and sequence_fingerprint.json into `workdir` (atomically)."""
+  config = config.copy_and_resolve_references()
+  config.data.path = os.path.abspath(config.data.path) if config.data.path else ''
   try:
     pipeline.save_config(config, workdir)
     files.write_json(os.path.join(workdir, FINGERPRINT_FILE), sequence_fingerprint(sequence_path))

@@ -1,10 +1,13 @@
 """The workdir record: what may change within a run, what a sequence fingerprint notices."""
 
+import importlib
 import json
+import pathlib
 
 import pytest
 
 from configs import demo
+from ngd_jax import config_files
 from ngd_jax import workdir
 
 
@@ -60,7 +63,7 @@ def test_check_refuses_other_inputs_once_there_is_a_checkpoint(tmp_path):
   workdir.check(demo.get_config(), seq, run)
   (seq / 'sequence.json').write_text('{"fps": 25}')
   with pytest.raises(workdir.WorkdirError, match=r'run: holds a run made from other inputs; changed: seed: 0 -> 5; '
-                     r'sequence sequence\.json differs\. Fix: rerun with the configuration of .*config\.json'):
+                     r'sequence sequence\.json differs\. Fix: leave out --config to use the run\'s own .*config\.json'):
     workdir.check(config, seq, run)
 
 
@@ -71,3 +74,25 @@ def test_unwritable_workdir(tmp_path):
     workdir.record(demo.get_config(), seq, str(tmp_path / 'file' / 'run'))
   with pytest.raises(workdir.WorkdirError, match=r'file: not a writable folder'):
     workdir.check(demo.get_config(), seq, str(tmp_path / 'file'))
+
+
+@pytest.mark.parametrize('name', ['default', 'demo', 'seq187'])
+def test_config_json_is_the_whole_config_and_loads_back(tmp_path, monkeypatch, name):
+  """What eval, export and resume read when only --workdir is given: every key, same values and types."""
+  config = importlib.import_module(f'configs.{name}').get_config()
+  config.remesh.epochs = (3, 7)
+  config.data.path = 'seq'  # Relative to where the run was started.
+  monkeypatch.chdir(tmp_path)
+  seq = _sequence(tmp_path / 'seq')
+  workdir.record(config, seq, 'run')
+  loaded = config_files.load_json(str(tmp_path / 'run' / 'config.json'))
+  assert loaded.data.path == str(tmp_path / 'seq')
+  loaded.data.path = config.data.path
+  assert loaded.to_dict() == config.to_dict() and loaded.remesh.epochs == (3, 7)
+  _workdir_with_checkpoint(tmp_path / 'run', config, seq)
+  workdir.check(config_files.load_json(str(tmp_path / 'run' / 'config.json')), seq, 'run')
+
+
+def test_free_keys_are_listed_in_the_readme():
+  readme = (pathlib.Path(__file__).parent.parent / 'README.md').read_text()
+  assert all(f'`{key}`' in readme for key in workdir.FREE_KEYS)

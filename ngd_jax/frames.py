@@ -6,9 +6,12 @@ and each step transfers one slice; images stay uint8 where that loses nothing.
 
 from typing import NamedTuple
 
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ngd_jax import body
+from ngd_jax import configuration
 from ngd_jax import data
 from ngd_jax import render
 from ngd_jax import supervision
@@ -23,6 +26,7 @@ class FrameBank(NamedTuple):
   hands: np.ndarray  # uint8 [T, H, W], hands mask 0/1 (zeros if absent or unused)
   target: np.ndarray  # float32 [T, H, W, C], supervision.target_image (diffuse: C = 1, normals: C = 3)
   depth: np.ndarray  # float32 [T, H, W], relative depth, nan = unknown (all nan if absent)
+  body_depth: np.ndarray  # float32 [T, H, W], z/w of the posed body (inf where none, or all inf: occlusion off)
   world_to_clip: np.ndarray  # float32 [T, 4, 4]
   world_to_camera: np.ndarray  # float32 [T, 4, 4]
   transforms: np.ndarray  # float32 [T, K, 4, 4] body LBS transforms
@@ -42,15 +46,23 @@ class FrameBank(NamedTuple):
 
 
 def training_indices(num_sequence_frames: int, data_config: ml_collections.ConfigDict) -> np.ndarray:
-  """Frame indices selected by data.first_frame, data.num_frames and data.frame_stride."""
+  """Frame indices selected by data.first_frame, data.num_frames and data.frame_stride.
+
+  ConfigError when the selection leaves the sequence: a first frame past its end, or more frames
+  asked for than the stride leaves (rather than training on fewer than asked).
+  """
+  if not 0 <= data_config.first_frame < num_sequence_frames:
+    raise configuration.ConfigError(
+        f'--config.data.first_frame={data_config.first_frame} is outside the sequence\'s {num_sequence_frames} '
+        f'frames. Fix: pick a first frame in [0, {num_sequence_frames - 1}].')
   indices = np.arange(data_config.first_frame, num_sequence_frames, data_config.frame_stride)
+  if data_config.num_frames > len(indices):
+    raise configuration.ConfigError(
+        f'--config.data.num_frames={data_config.num_frames}: the sequence has {num_sequence_frames} frames, of '
+        f'which data.first_frame={data_config.first_frame} and data.frame_stride={data_config.frame_stride} '
+        f'select {len(indices)}. Fix: ask for at most {len(indices)}, or -1 for all of them.')
   if data_config.num_frames > 0:
     indices = indices[: data_config.num_frames]
-  if len(indices) == 0:
-    raise ValueError(
-        f'No training frames: the sequence has {num_sequence_frames} frames and data.first_frame='
-        f'{data_config.first_frame}; lower --config.data.first_frame.'
-    )
   return indices
 
 
@@ -60,6 +72,24 @@ def clip_matrix(camera: data.Camera, size: tuple[int, int], render_config) -> np
       render.camera_to_clip(camera.K, camera.world_to_camera, size, render_config.near, render_config.far),
       np.float32,
   )
+
+
+def body_depth(body_data: body.BodyData, indices: np.ndarray, world_to_clip: np.ndarray,
+               size: tuple[int, int]) -> np.ndarray:
+  """Host: z/w (OpenGL NDC depth, nearer is smaller) of the posed body in each frame, inf where no body is
+  drawn: what can hide the garment from the camera (an arm in front of a skirt), float32 [T, H, W]."""
+  if body_data.posed_vertices is not None:
+    posed = jnp.asarray(body_data.posed_vertices[indices], jnp.float32)
+  else:
+    posed = body.lbs_frames(jnp.asarray(body_data.rest_vertices, jnp.float32),
+                            jnp.asarray(body_data.skinning_weights, jnp.float32),
+                            jnp.asarray(body_data.transforms[indices], jnp.float32))
+  faces = jnp.asarray(body_data.faces, jnp.int32)
+  out = []
+  for t in range(len(indices)):
+    rast = np.asarray(render.rasterize(render.to_clip(posed[t], jnp.asarray(world_to_clip[t])), faces, size))
+    out.append(np.where(rast[..., 3] > 0, rast[..., 2], np.inf))
+  return np.stack(out).astype(np.float32)
 
 
 def load_frames(seq: data.Sequence, config: ml_collections.ConfigDict) -> FrameBank:
@@ -78,6 +108,7 @@ def load_frames(seq: data.Sequence, config: ml_collections.ConfigDict) -> FrameB
   normal = np.stack([f.normal for f in frames]).astype(np.float32)
   target = np.asarray(supervision.target_image(normal, mask, config.loss.supervision))
   use_hands = config.data.use_hands_mask and all(f.hands is not None for f in frames)
+  world_to_clip = np.stack([clip_matrix(c, size, config.render) for c in cameras])
   return FrameBank(
       indices=indices,
       rgb=np.stack([np.round(np.clip(f.rgb, 0, 1) * 255) for f in frames]).astype(np.uint8),
@@ -85,7 +116,9 @@ def load_frames(seq: data.Sequence, config: ml_collections.ConfigDict) -> FrameB
       hands=np.stack([f.hands if use_hands else np.zeros(size) for f in frames]).astype(np.uint8),
       target=target.astype(np.float32),
       depth=np.stack([f.depth if f.depth is not None else np.full(size, np.nan) for f in frames]).astype(np.float32),
-      world_to_clip=np.stack([clip_matrix(c, size, config.render) for c in cameras]),
+      body_depth=(body_depth(seq.body, indices, world_to_clip, size) if config.data.body_occlusion
+                  else np.full((len(indices),) + size, np.inf, np.float32)),
+      world_to_clip=world_to_clip,
       world_to_camera=np.stack([c.world_to_camera for c in cameras]).astype(np.float32),
       transforms=np.asarray(seq.body.transforms[indices], np.float32),
       pose=np.asarray(seq.body.pose[indices], np.float32),

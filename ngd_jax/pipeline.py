@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 
 from ngd_jax import body
+from ngd_jax import configuration
 from ngd_jax import data
 from ngd_jax import files
 from ngd_jax import frames as frames_lib
@@ -23,12 +24,23 @@ from ngd_jax import render
 
 
 def sequence_path(config: ml_collections.ConfigDict) -> str:
-  """data.path, or the synthetic preset generated into the cache (first use) when data.path is ''."""
+  """data.path, or the synthetic preset generated into the cache (first use) when data.path is ''.
+
+  Only a config that names a preset generates one: a run whose data.path was lost must not train or
+  evaluate on made-up data.
+  """
   if config.data.path:
     return config.data.path
+  if not config.data.synthetic_preset:
+    raise configuration.ConfigError(
+        'data.path is empty and data.synthetic_preset is empty: no input sequence. Fix: pass '
+        '--config.data.path=DIR (a sequence folder), or --config.data.synthetic_preset=demo for generated data.')
   from ngd_jax.data import synthetic  # pylint: disable=g-import-not-at-top  (MuJoCo only when generating)
 
-  return str(synthetic.ensure_sequence(config.data.synthetic_preset, seed=config.seed))
+  path = synthetic.ensure_sequence(config.data.synthetic_preset, seed=config.seed)
+  logging.warning('data.path is empty: using the synthetic preset %r (seed %d) at %s.',
+                  config.data.synthetic_preset, config.seed, path)
+  return str(path)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -176,15 +176,20 @@ class Clip:
       image.save(folder / f'{name}.png')
     return folder
 
-  def write_normals(self, folder: pathlib.Path, axes: np.ndarray = np.eye(3)) -> pathlib.Path:
+  def write_normals(self, folder: pathlib.Path, axes: np.ndarray = np.eye(3), encoding: str = 'signed') -> pathlib.Path:
     """Sapiens-style <name>.npy normals of the whole person (0 elsewhere): the generator's OpenCV
-    normals n on the garment, the rendered body's elsewhere, stored as axes @ n."""
+    normals n on the garment, the rendered body's elsewhere, stored as m = axes @ n: 'signed' m,
+    'unsigned' (m + 1) / 2 (.npy), 'png8' round(255 (m + 1) / 2) as an RGB PNG."""
     folder.mkdir(parents=True, exist_ok=True)
     for t, name in enumerate(self.names):
       seen = capture.render_body(self.camera, np.asarray(self.seq.body.posed_vertices[t]),
                                  np.asarray(self.seq.body.faces), self.size)
       n = np.where(self.garment_mask(t)[..., None], np.load(self.seq.path / 'normal' / f'{name}.npy'), seen.normal)
-      np.save(folder / f'{name}.npy', (n @ np.asarray(axes, np.float32).T).astype(np.float32))
+      m = n @ np.asarray(axes, np.float64).T
+      if encoding == 'png8':
+        Image.fromarray(np.uint8(np.round((m + 1.0) / 2.0 * 255.0)), 'RGB').save(folder / f'{name}.png')
+      else:
+        np.save(folder / f'{name}.npy', np.float32(m if encoding == 'signed' else (m + 1.0) / 2.0))
     return folder
 
   def write_disparity(self, folder: pathlib.Path) -> pathlib.Path:

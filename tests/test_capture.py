@@ -3,12 +3,17 @@ of 4DHumans/PHALP, SAM, SCHP, Sapiens and a plain per-frame format imports to a 
 matches the generator's; each refused input gives one message naming the file and the fix."""
 
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
+import trimesh
 
 from ngd_jax import data
 from ngd_jax.data import capture
+from ngd_jax.data import importing
 from tests import capture_fixtures
 
 OPENGL = np.diag([1.0, -1.0, -1.0])  # x right, y up, z towards the viewer.
@@ -45,7 +50,8 @@ def test_phalp_video_import_matches_the_generator(clip, tmp_path):
   assert data.validate_sequence(tmp_path / 'seq') == []
   seq = data.read_sequence(tmp_path / 'seq')
   assert report.normal_axes == 'x,-y,-z' and report.normal_agreement >= capture.MIN_NORMAL_AGREEMENT
-  assert report.normal_runner_up < report.normal_agreement
+  assert report.normal_encoding == 'signed' and 'decoded as signed (auto: 000000.npy has negative' in seq.source
+  assert report.normal_agreement - report.normal_runner_up >= capture.MIN_NORMAL_MARGIN
   assert report.depth_kind == 'disparity' and report.depth_rank <= -capture.MIN_DEPTH_RANK
   np.testing.assert_allclose(seq.K[0], clip.camera.K, atol=1e-4)
   np.testing.assert_allclose(seq.world_to_camera[0], np.eye(4), atol=0)
@@ -111,6 +117,19 @@ def test_template_built_from_the_body(clip):
   assert rest[:, 1].min() < vertices[:, 1].min() < vertices[:, 1].max() < rest[:, 1].max()
 
 
+def test_template_built_from_an_smpl_layout_body(clip, tmp_path):
+  """No --template: the skirt is built around the SMPL-layout fixture body (SMPL joint names on a
+  body of another joint order: the builder falls back to height fractions) and lies inside its height."""
+  frames, track = _phalp(clip, tmp_path)
+  capture.convert(frames, track, _inputs(clip, tmp_path), str(clip.model), tmp_path / 'seq', 'lower')
+  seq = data.read_sequence(tmp_path / 'seq')
+  assert 'template: built from the body, skirt' in seq.source
+  template = trimesh.load(seq.template_path, force='mesh', process=False)
+  rest = np.asarray(seq.body.rest_vertices)
+  assert len(template.faces) > 100
+  assert rest[:, 1].min() < template.vertices[:, 1].min() < template.vertices[:, 1].max() < rest[:, 1].max()
+
+
 def _refusal(fn, *args, **kwargs) -> str:
   with pytest.raises(capture.CaptureError) as e:
     fn(*args, **kwargs)
@@ -124,7 +143,13 @@ def test_several_people_need_a_person_id(clip, tmp_path):
   assert str(pkl) in message and '2 people' in message and '--person_id' in message
   message = _refusal(capture.read_phalp, pkl, frames, person_id=3)
   assert 'no person with track id 3' in message and '1 (4 frames), 7 (4 frames)' in message
-  assert capture.read_phalp(pkl, frames, person_id=1).poses[0] is not None
+  one, seven = (capture.read_phalp(pkl, frames, person_id=i) for i in (1, 7))
+  for t in range(len(clip.names)):  # Each id gives its own person's fit in every frame.
+    orient, transl = clip.camera_frame_params(t)
+    np.testing.assert_allclose(Rotation.from_rotvec(one.poses[t][:3]).as_matrix(), orient, atol=1e-5)
+    np.testing.assert_allclose(one.poses[t][3:], clip.poses[t, 3:], atol=1e-4)
+    np.testing.assert_allclose(one.transl[t], transl, atol=1e-5)
+    np.testing.assert_allclose(seven.transl[t] - one.transl[t], [0.8, 0.0, 0.0], atol=1e-5)
 
 
 def test_wrong_person_fails_the_body_check(clip, tmp_path):
@@ -197,6 +222,66 @@ def test_normals_that_match_nothing_are_refused(clip, tmp_path):
   assert str(folder) in message and 'under no axis convention' in message and not (tmp_path / 'seq').exists()
 
 
+@pytest.mark.parametrize('encoding', ['unsigned', 'png8'])
+def test_normals_in_0_1_and_8_bit_are_decoded(clip, tmp_path, encoding):
+  """[0, 1] .npy and 8-bit PNG maps (OpenGL axes): decoded as such, said so in sequence.json."""
+  frames, track = _phalp(clip, tmp_path)
+  inputs = _inputs(clip, tmp_path, normals=str(clip.write_normals(tmp_path / 'normals', OPENGL, encoding)))
+  report = capture.convert(frames, track, inputs, str(clip.model), tmp_path / 'seq', 'lower',
+                           template=str(clip.seq.template_path))
+  seq = data.read_sequence(tmp_path / 'seq')
+  assert report.normal_encoding == encoding and report.normal_axes == 'x,-y,-z'
+  assert f'decoded as {encoding} (auto: 000000.' in seq.source
+  tolerance = 1e-5 if encoding == 'unsigned' else 0.01  # 8 bits: 1/255 per component, then renormalised.
+  for t in range(seq.num_frames):
+    inside = clip.garment_mask(t)
+    np.testing.assert_allclose(seq.load_frame(t).normal[inside], clip.seq.load_frame(t).normal[inside],
+                               atol=tolerance)
+
+
+def _estimate_refusal(clip, tmp_path, normals, encoding='auto') -> str:
+  frames, track = _phalp(clip, tmp_path)
+  with pytest.raises(importing.InputError) as e:
+    capture.convert(frames, track, _inputs(clip, tmp_path, normals=str(normals), normals_encoding=encoding),
+                    str(clip.model), tmp_path / 'seq', 'lower', template=str(clip.seq.template_path))
+  assert not (tmp_path / 'seq').exists() and not list(tmp_path.glob('.seq.*'))
+  return str(e.value)
+
+
+def test_normals_decoded_wrongly_are_refused(clip, tmp_path):
+  """[0, 1] maps read as [-1, 1] are not unit vectors; 8-bit values in a float .npy read as [0, 1]
+  (auto: no negative value) leave [-1, 1]. Both name the file and --normals_encoding."""
+  folder = clip.write_normals(tmp_path / 'normals', OPENGL, 'unsigned')
+  message = _estimate_refusal(clip, tmp_path, folder, 'signed')
+  assert str(folder / '000000.npy') in message and 'decoded as signed' in message and 'unit length' in message
+  assert '--normals_encoding=' in message
+  for path in folder.iterdir():
+    np.save(path, np.load(path) * 255.0)
+  (tmp_path / 'again').mkdir()
+  message = _estimate_refusal(clip, tmp_path / 'again', folder)
+  assert 'decoded as unsigned' in message and 'outside [-1, 1]' in message and '--normals_encoding=' in message
+
+
+@pytest.mark.parametrize('axis', ['x', 'z'])
+def test_rotated_normals_are_refused(clip, tmp_path, axis):
+  """Maps in axes rotated by 45 degrees (world or object space) match no axis convention well enough."""
+  rotation = Rotation.from_euler(axis, 45.0, degrees=True).as_matrix()
+  folder = clip.write_normals(tmp_path / 'normals', rotation)
+  message = _estimate_refusal(clip, tmp_path, folder)
+  assert str(folder) in message and 'rotated by' in message and f'need <= {capture.MAX_NORMAL_ROTATION:.0f}' in message
+
+
+def test_normals_without_a_clear_convention_are_refused(clip, tmp_path):
+  """Unit normals with the y axis lost: y and -y score alike, so the convention is uncertain."""
+  folder = clip.write_normals(tmp_path / 'normals')
+  for path in folder.iterdir():
+    n = np.load(path) * np.float32([1.0, 0.0, 1.0])
+    length = np.linalg.norm(n, axis=-1, keepdims=True)
+    np.save(path, np.where(length > 0, n / np.maximum(length, 1e-6), 0.0).astype(np.float32))
+  message = _estimate_refusal(clip, tmp_path, folder)
+  assert str(folder) in message and 'two axis conventions almost equally' in message
+
+
 def test_depth_that_matches_nothing_is_refused(clip, tmp_path):
   folder = tmp_path / 'noise'
   folder.mkdir()
@@ -246,5 +331,31 @@ def test_command_line(clip, tmp_path):
   capture.convert_from_flags(values)
   seq = data.read_sequence(tmp_path / 'seq')
   assert seq.channels == frozenset({'hands'}) and seq.fps == pytest.approx(clip.seq.fps)
+  with pytest.raises(data.SequenceError, match='--overwrite'):
+    capture.convert_from_flags(values)
+  # --overwrite: a failing import keeps the sequence there; a successful one replaces it.
+  values.overwrite, values.normals = True, str(clip.write_normals(tmp_path / 'normals', encoding='unsigned'))
+  values.normals_encoding = 'signed'
+  with pytest.raises(importing.InputError, match='unit length'):
+    capture.convert_from_flags(values)
+  assert data.read_sequence(tmp_path / 'seq').channels == frozenset({'hands'})
+  values.normals_encoding = 'unsigned'
+  capture.convert_from_flags(values)
+  assert data.read_sequence(tmp_path / 'seq').channels == frozenset({'hands', 'normal'})
+  assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith('.')) == []
   values.video = str(clip.video())
   assert '--video' in _refusal(capture.convert_from_flags, values)
+
+
+def test_program_refuses_in_one_line_with_status_2(clip, tmp_path):
+  """python -m ngd_jax.data.capture: a refused input is one line on stderr and exit status 2."""
+  normals = clip.write_normals(tmp_path / 'normals', encoding='unsigned')
+  args = [f'--frames={clip.frames_dir()}', f'--smpl={clip.write_phalp(tmp_path / "demo_clip.pkl")}',
+          f'--phalp_focal={clip.phalp_focal()}', f'--masks={clip.write_binary_masks(tmp_path / "sam")}',
+          f'--smpl_model={clip.model}', '--garment=lower', f'--template={clip.seq.template_path}',
+          f'--out={tmp_path / "seq"}', f'--normals={normals}', '--normals_encoding=signed']
+  result = subprocess.run([sys.executable, '-m', 'ngd_jax.data.capture', *args], capture_output=True, text=True,
+                          check=False, timeout=600)
+  assert result.returncode == 2, result.stderr
+  lines = [line for line in result.stderr.splitlines() if line.startswith('capture: error:')]
+  assert len(lines) == 1 and 'unit length' in lines[0] and 'Traceback' not in result.stderr

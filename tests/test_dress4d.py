@@ -24,6 +24,7 @@ import trimesh
 
 from ngd_jax.body import read_body_npz
 from ngd_jax.data import dress4d
+from ngd_jax.data import importing
 from ngd_jax.data import sequence
 
 FRAMES = ('00011', '00012', '00013')
@@ -374,13 +375,14 @@ def test_user_estimates_are_converted(imported, take, smpl_path, tmp_path):
                                   depth_kind='disparity')
   dress4d.convert(take, out, 'upper', str(smpl_path), options=options)
   got = sequence.read_sequence(out)
-  assert 'estimates from' in json.loads((out / 'sequence.json').read_text())['source']
+  source = json.loads((out / 'sequence.json').read_text())['source']
+  assert 'estimates from' in source and 'decoded as signed (auto: capture-f' in source
   for t in range(len(FRAMES)):
     a, b = seq.load_frame(t), got.load_frame(t)
     np.testing.assert_allclose(b.normal, a.normal, atol=1e-6)
     np.testing.assert_allclose(b.depth, -1.0 / a.depth, rtol=1e-6)
   (normals_dir / f'capture-f{FRAMES[1]}.npy').unlink()
-  with pytest.raises(dress4d.DatasetError, match=f'no estimate for frame {FRAMES[1]}'):
+  with pytest.raises(importing.InputError, match=f'no estimate for frame {FRAMES[1]}'):
     dress4d.convert(take, tmp_path / 'seq2', 'upper', str(smpl_path),
                     options=dress4d.ImportOptions(normals=str(normals_dir)))
 
@@ -408,6 +410,11 @@ def test_stride_resolution_and_command_line(take, smpl_path, tmp_path):
   assert not (out / 'normal').exists() and not (out / 'depth').exists()
   template_path = sequence.read_sequence(out).template_path
   assert len(trimesh.load(template_path, process=False).faces) == 80
+  with pytest.raises(sequence.SequenceError, match='--overwrite'):
+    dress4d.convert_from_flags(flag_values)
+  flag_values.overwrite, flag_values.resolution = True, 80
+  dress4d.convert_from_flags(flag_values)
+  assert json.loads((out / 'sequence.json').read_text())['image_size'] == [80, 60]
 
 
 @pytest.mark.parametrize('name, garment, epochs', [

@@ -2,7 +2,8 @@
 
     python -m ngd_jax.data.capture --video=clip.mp4 --smpl=demo_clip.pkl --masks=SAM_DIR \\
         --normals=SAPIENS_DIR [--depth=DIR] [--hands=DIR] --smpl_model=/path/to/SMPL_NEUTRAL.pkl \\
-        --garment=dress --out=sequences/mine [--first=0 --last=-1 --stride=1 --resolution=540]
+        --garment=dress --out=sequences/mine [--first=0 --last=-1 --stride=1 --resolution=540] \\
+        [--normals_encoding=auto|signed|unsigned|png8|png16] [--overwrite]
 
 Nothing here runs a tool or downloads weights: it imports what the tools wrote (README "Data").
 
@@ -38,9 +39,13 @@ Checks, each refusing with one message naming the file and the fix:
   project into the image land inside it (dress4d's camera self-check); without, >= MIN_GARMENT_NEAR_BODY of the
   garment mask lies within BODY_MARGIN (fraction of the body's image height) of the rendered body;
   the failing frames are listed;
-- normals: the estimator's axes are found, not assumed: of the 48 signed axis permutations, the
-  one whose mean cosine with the rendered SMPL body normals (over the pixels where the body is seen
-  and the estimate is given, all frames) is largest is applied; refused below MIN_NORMAL_AGREEMENT;
+- normals: decoded by --normals_encoding (data/importing.py: [-1, 1], [0, 1], 8/16-bit, or auto
+  with the reason logged), then on the garment they must lie in [-1, 1] and have unit length. The
+  estimator's axes are found, not assumed: of the 48 signed axis permutations, the one whose mean
+  cosine with the rendered SMPL body normals (over the pixels where the body is seen and the
+  estimate is given, all frames) is largest is applied; refused below MIN_NORMAL_AGREEMENT, when
+  the next best is within MIN_NORMAL_MARGIN, or when the best-fitting rotation lies more than
+  MAX_NORMAL_ROTATION degrees away (maps in world or object axes, or rotated);
 - depth: the Spearman rank correlation with the rendered body depth on the same pixels (mean over
   frames) picks depth (> 0) or disparity (< 0, negated); refused when |rho| < MIN_DEPTH_RANK.
 Template: --template=PATH, or built from the body (geometry.body_template, the same builder as
@@ -52,9 +57,8 @@ import dataclasses
 import itertools
 import json
 import pathlib
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
@@ -65,11 +69,9 @@ from scipy.spatial.transform import Rotation
 import smplx_jax
 
 from ngd_jax import body as body_lib
-from ngd_jax import errors
 from ngd_jax import geometry
 from ngd_jax import meshes
-from ngd_jax import render
-from ngd_jax.data import dress4d
+from ngd_jax.data import importing
 from ngd_jax.data import sequence
 from ngd_jax.data.sequence import Camera
 
@@ -77,6 +79,13 @@ MIN_BODY_IN_PERSON = 0.8  # Fraction of projected SMPL vertices inside the perso
 MIN_GARMENT_NEAR_BODY = 0.8  # Fraction of garment-mask pixels near the rendered body.
 BODY_MARGIN = 0.15  # "Near": within this fraction of the body's image height.
 MIN_NORMAL_AGREEMENT = 0.5  # Mean cosine between the (re-axed) estimate and the body normals.
+# The chosen normal convention must lead the next best by MIN_NORMAL_MARGIN (mean cosine) and lie within
+# MAX_NORMAL_ROTATION degrees of the best-fitting rotation. Measured on the tests' clip (tests/test_capture.py):
+# right conventions (float, [0, 1], 8-bit; any axes) lead by 0.18 at 7 degrees; maps rotated by 45 degrees lead
+# by 0.00-0.12 at 38-46 degrees, by 30 degrees 0.10-0.25 at 23-32 degrees; [0, 1] maps read as [-1, 1] 0.01
+# at 41-65 degrees (and fail the unit-length check first).
+MIN_NORMAL_MARGIN = 0.05
+MAX_NORMAL_ROTATION = 15.0
 MIN_DEPTH_RANK = 0.3  # |Spearman rho| between the estimate and the body depth.
 MIN_CHECK_PIXELS = 20  # Fewer overlapping pixels in a frame: the frame is left out of the statistics.
 PHALP_FOCAL = 5000.0  # PHALP / 4DHumans cfg.EXTRA.FOCAL_LENGTH (pixels of the RES image).
@@ -104,7 +113,7 @@ LABEL_SETS = {
 }
 
 
-class CaptureError(dress4d.DatasetError):
+class CaptureError(importing.InputError):
   """An input of a capture import that cannot be used; the message names the file and the fix."""
 
   def __init__(self, path, problem: str, fix: str):
@@ -463,28 +472,36 @@ class Agreement:
   def normal_scores(self) -> np.ndarray:
     return np.einsum('kij,ij->k', signed_permutations(), self.normal_moments) / max(self.normal_pixels, 1)
 
+  def residual_rotation(self, matrix: np.ndarray) -> float:
+    """Degrees between `matrix` (a signed permutation) and the orthogonal matrix of its handedness that
+    best maps the estimates onto the body normals (Kabsch): large when the maps are rotated, not re-axed."""
+    u, _, vt = np.linalg.svd(self.normal_moments)
+    best = u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt) * np.linalg.det(matrix)]) @ vt
+    return float(np.degrees(np.arccos(np.clip((np.trace(best @ matrix.T) - 1.0) / 2.0, -1.0, 1.0))))
+
   def depth_score(self) -> float:
     return float(np.average(self.depth_rho, weights=self.depth_pixels)) if self.depth_rho else 0.0
 
 
-def render_body(camera: Camera, vertices: np.ndarray, faces: np.ndarray, size: tuple[int, int]) -> dress4d.ScanRender:
+def render_body(camera: Camera, vertices: np.ndarray, faces: np.ndarray,
+                size: tuple[int, int]) -> importing.ScanRender:
   """Host: the posed body f32 [V, 3] (world) seen by `camera` at `size`: rast, camera-frame unit
   normals (0 off the body) and camera depth (nan off the body), by the project's rasterizer."""
   normals = meshes.vertex_normals(np.asarray(vertices, np.float64), np.int32(faces))
-  scan = dress4d.Scan(np.float64(vertices), np.int32(faces), np.zeros(len(vertices), np.int32), normals)
-  return dress4d.render_scan(camera, scan, size, NEAR, FAR)
+  scan = importing.Scan(np.float64(vertices), np.int32(faces), np.zeros(len(vertices), np.int32), normals)
+  return importing.render_scan(camera, scan, size, NEAR, FAR)
 
 
-def body_overlap(camera: Camera, vertices: np.ndarray, seen: dress4d.ScanRender, masks: Masks) -> tuple[str, float]:
+def body_overlap(camera: Camera, vertices: np.ndarray, seen: importing.ScanRender,
+                 masks: Masks) -> tuple[str, float]:
   """Host: (what was measured, value) of the body-vs-mask check of one frame (module docstring)."""
   if masks.person is not None:
     # Frames often crop the person: only the vertices that project into the image are evidence.
-    uv, z = dress4d.project(camera, np.float64(vertices))
-    h, w = masks.person.shape
-    in_view = (z > 0) & np.all((uv > -0.5) & (uv < np.array([w, h]) - 0.5), axis=1)
+    uv, z = importing.project(camera, np.float64(vertices))
+    in_view = (z > 0) & sequence.pixels_in_mask(uv, np.ones_like(masks.person))
     if in_view.mean() < 0.1:
       return 'SMPL vertices inside the person mask (the body is out of view)', 0.0
-    return 'SMPL vertices inside the person mask', dress4d.mask_overlap(camera, vertices[in_view], masks.person)
+    return 'SMPL vertices inside the person mask', importing.mask_overlap(camera, vertices[in_view], masks.person)
   body = seen.rast[..., 3] > 0
   if not body.any():
     return 'garment pixels near the body (the body is not in view)', 0.0
@@ -506,14 +523,21 @@ class Inputs:
   hands: MaskSource | None = None
   hands_from_masks: tuple[int, ...] = ()
   normals: str = ''
+  normals_encoding: str = 'auto'
   depth: str = ''
   resolution: int = 0
 
+  def estimate(self, folder: str, name: str) -> pathlib.Path:
+    """Host: the estimate file of frame `name` in the folder of --normals or --depth."""
+    return importing.estimate_file(pathlib.Path(folder), (name,), 'run the estimator on every imported frame '
+                                   '(files named <frame>.npy|png), or leave the frame out with --first/--last/--stride')
+
 
 class Report(NamedTuple):
-  """What the checks measured: normal axes chosen and their agreement, the runner-up, depth kind
-  and rank correlation, and the smallest body-vs-mask overlap over the frames."""
+  """What the checks measured: normal encoding (and why), axes chosen and their agreement, the
+  runner-up, depth kind and rank correlation, and the smallest body-vs-mask overlap over the frames."""
 
+  normal_encoding: str
   normal_axes: str
   normal_agreement: float
   normal_runner_up: float
@@ -560,11 +584,12 @@ def _check_present(clip: Clip, indices: SequenceT[int], track: BodyTrack, inputs
 def convert(clip: Clip, track: BodyTrack, inputs: Inputs, smpl_model: str, out: str | pathlib.Path,
             garment: str, first: int = 0, last: int = -1, stride: int = 1, template: str = '',
             template_garment: str = '', fps: float = 30.0,
-            person: Callable[[int], np.ndarray] | None = None) -> Report:
+            person: Callable[[int], np.ndarray] | None = None, overwrite: bool = False) -> Report:
   """Host: writes the sequence folder `out` (docs/design.md section 3); returns what the checks measured.
 
   person: optional person mask bool [H, W] of a clip frame index (People-Snapshot's masks.hdf5).
-  Everything is checked before anything is written.
+  Everything is checked before anything is written; overwrite: replace a sequence folder at `out`,
+  which stays as it was if the import fails.
   """
   if garment not in sequence.GARMENTS:
     raise ValueError(f'garment={garment!r}; expected one of {sequence.GARMENTS}.')
@@ -582,59 +607,64 @@ def convert(clip: Clip, track: BodyTrack, inputs: Inputs, smpl_model: str, out: 
                             np.stack([track.transl[i] for i in indices]))
   cameras = [sequence.scale_camera(track.cameras[i], clip.size, size) for i in indices]
 
-  # Pass 1: checks on every frame, before anything is written.
-  agreement, failing, overlaps = Agreement(), [], []
-  for t, i in enumerate(indices):
-    name = stem(clip.names[i])
-    masks = _frame_masks(inputs, name, clip.size, person, i)
-    masks = Masks(*(None if m is None else dress4d.resize_mask(m, size) for m in masks))
-    if not masks.garment.any():
-      raise CaptureError(inputs.masks.file(name), f'the garment mask of frame {name} is empty',
-                         'check --mask_labels, or leave the frame out with --first/--last/--stride')
-    seen = render_body(cameras[t], body.posed_vertices[t], body.faces, size)
-    what, value = body_overlap(cameras[t], body.posed_vertices[t], seen, masks)
-    limit = MIN_BODY_IN_PERSON if masks.person is not None else MIN_GARMENT_NEAR_BODY
-    overlaps.append(value)
-    if value < limit:
-      failing.append(f'{name} ({value:.2f})')
-    region = seen.rast[..., 3] > 0  # Where the body is seen; the estimates' own validity is added below.
-    if inputs.normals:
-      raw = dress4d.load_normal_estimate(pathlib.Path(inputs.normals), name, masks.garment, 'opencv')
-      agreement.add_normals(raw, seen.normal, region & (np.linalg.norm(raw, axis=-1) > 0.5))
-    if inputs.depth:
-      agreement.add_depth(dress4d.load_depth_estimate(pathlib.Path(inputs.depth), name, masks.garment, 'depth'),
-                          seen.depth, region)
-  if failing:
-    raise CaptureError(track.file_of(indices[0]),
-                       f'the fitted SMPL body does not match the masks in {len(failing)} of {len(indices)} '
-                       f'frames ({what} < {limit}): {", ".join(failing[:20])}{" ..." if len(failing) > 20 else ""}',
-                       'check that the body fits, the camera convention (--phalp_focal) and the masks belong '
-                       'to this clip and person (--person_id), or leave these frames out')
-  report = _decide(agreement, inputs, min(overlaps))
-  matrix = signed_permutations()[np.argmax(agreement.normal_scores())] if inputs.normals else None
+  with sequence.SequenceWriter(out, overwrite=overwrite) as writer:
+    # Pass 1: checks on every frame, before anything is written.
+    agreement, failing, overlaps, encoding = Agreement(), [], [], ('', '')
+    for t, i in enumerate(indices):
+      name = stem(clip.names[i])
+      masks = _frame_masks(inputs, name, clip.size, person, i)
+      masks = Masks(*(None if m is None else sequence.resize_mask(m, size) for m in masks))
+      if not masks.garment.any():
+        raise CaptureError(inputs.masks.file(name), f'the garment mask of frame {name} is empty',
+                           'check --mask_labels, or leave the frame out with --first/--last/--stride')
+      seen = render_body(cameras[t], body.posed_vertices[t], body.faces, size)
+      what, value = body_overlap(cameras[t], body.posed_vertices[t], seen, masks)
+      limit = MIN_BODY_IN_PERSON if masks.person is not None else MIN_GARMENT_NEAR_BODY
+      overlaps.append(value)
+      if value < limit:
+        failing.append(f'{name} ({value:.2f})')
+      region = seen.rast[..., 3] > 0  # Where the body is seen; the estimates' own validity is added below.
+      if inputs.normals:
+        path = inputs.estimate(inputs.normals, name)
+        if t == 0:
+          encoding = importing.resolve_normal_encoding(path, masks.garment, inputs.normals_encoding)
+          logging.info('Normal maps %s decoded as %s (%s).', inputs.normals, *encoding)
+        raw = importing.load_normal_estimate(path, masks.garment, encoding[0], 'opencv')
+        agreement.add_normals(raw, seen.normal, region & (np.linalg.norm(raw, axis=-1) > 0.5))
+      if inputs.depth:
+        agreement.add_depth(importing.load_depth_estimate(inputs.estimate(inputs.depth, name), masks.garment,
+                                                          'depth'), seen.depth, region)
+    if failing:
+      raise CaptureError(track.file_of(indices[0]),
+                         f'the fitted SMPL body does not match the masks in {len(failing)} of {len(indices)} '
+                         f'frames ({what} < {limit}): {", ".join(failing[:20])}{" ..." if len(failing) > 20 else ""}',
+                         'check that the body fits, the camera convention (--phalp_focal) and the masks belong '
+                         'to this clip and person (--person_id), or leave these frames out')
+    report = _decide(agreement, inputs, min(overlaps), encoding)
+    matrix = signed_permutations()[np.argmax(agreement.normal_scores())] if inputs.normals else None
+    template_mesh = template or build_template(body, template_garment)
 
-  # Pass 2: write.
-  template_mesh = template or build_template(body, template_garment)
-  writer = sequence.SequenceWriter(out)
-  for t, (i, rgb) in enumerate(zip(indices, clip.images(indices))):
-    name = stem(clip.names[i])
-    masks = _frame_masks(inputs, name, clip.size, person, i)
-    garment_mask = dress4d.resize_mask(masks.garment, size)
-    normal = depth = None
-    if matrix is not None:
-      normal = dress4d.load_normal_estimate(pathlib.Path(inputs.normals), name, garment_mask, 'opencv') @ matrix.T
-    if inputs.depth:
-      depth = dress4d.load_depth_estimate(pathlib.Path(inputs.depth), name, garment_mask, report.depth_kind)
-    hands = None if masks.hands is None else dress4d.resize_mask(masks.hands, size)
-    writer.add_frame(dress4d.resize_image(rgb, size), garment_mask, hands=hands, normal=normal, depth=depth)
-  static = all(np.array_equal(c.K, cameras[0].K) and np.array_equal(c.world_to_camera, cameras[0].world_to_camera)
-               for c in cameras)
-  source = (f'{track.source}; frames {clip.path.name} {clip.names[indices[0]]}..{clip.names[indices[-1]]} '
-            f'stride {stride}; SMPL shape = mean of {len(indices)} per-frame betas; body-mask overlap >= '
-            f'{report.min_overlap:.2f}; normals: {_normals_source(inputs, report)}; depth: '
-            f'{_depth_source(inputs, report)}; template: {template or "built from the body, " + template_garment}')
-  writer.finish(camera=cameras[0] if static else None, cameras=None if static else cameras, body=body,
-                fps=(clip.fps or fps) / stride, garment=garment, source=source, template=template_mesh)
+    # Pass 2: write.
+    for t, (i, rgb) in enumerate(zip(indices, clip.images(indices))):
+      name = stem(clip.names[i])
+      masks = _frame_masks(inputs, name, clip.size, person, i)
+      garment_mask = sequence.resize_mask(masks.garment, size)
+      normal = depth = None
+      if matrix is not None:
+        normal = importing.load_normal_estimate(inputs.estimate(inputs.normals, name), garment_mask, encoding[0],
+                                                'opencv') @ matrix.T
+      if inputs.depth:
+        depth = importing.load_depth_estimate(inputs.estimate(inputs.depth, name), garment_mask, report.depth_kind)
+      hands = None if masks.hands is None else sequence.resize_mask(masks.hands, size)
+      writer.add_frame(sequence.resize(rgb, size) / 255.0, garment_mask, hands=hands, normal=normal, depth=depth)
+    static = all(np.array_equal(c.K, cameras[0].K) and np.array_equal(c.world_to_camera, cameras[0].world_to_camera)
+                 for c in cameras)
+    source = (f'{track.source}; frames {clip.path.name} {clip.names[indices[0]]}..{clip.names[indices[-1]]} '
+              f'stride {stride}; SMPL shape = mean of {len(indices)} per-frame betas; body-mask overlap >= '
+              f'{report.min_overlap:.2f}; normals: {_normals_source(inputs, report, encoding[1])}; depth: '
+              f'{_depth_source(inputs, report)}; template: {template or "built from the body, " + template_garment}')
+    writer.finish(camera=cameras[0] if static else None, cameras=None if static else cameras, body=body,
+                  fps=(clip.fps or fps) / stride, garment=garment, source=source, template=template_mesh)
   logging.info('Wrote %s: %s', out, source)
   return report
 
@@ -647,20 +677,34 @@ def build_template(body: body_lib.BodyData, garment: str) -> tuple[np.ndarray, n
   return built.vertices, built.faces
 
 
-def _decide(agreement: Agreement, inputs: Inputs, min_overlap: float) -> Report:
-  """Host: the normal axes and depth kind from the statistics; CaptureError when they match nothing."""
+def _decide(agreement: Agreement, inputs: Inputs, min_overlap: float, encoding: tuple[str, str]) -> Report:
+  """Host: the normal axes and depth kind from the statistics; CaptureError when they match nothing, or
+  when a second normal convention agrees nearly as well (then neither is certain)."""
   axes, best, runner_up = '', 0.0, 0.0
   if inputs.normals:
     scores = agreement.normal_scores()
     order = np.argsort(scores)[::-1]
     best, runner_up = float(scores[order[0]]), float(scores[order[1]])
     axes = describe_axes(signed_permutations()[order[0]])
+    decoded = f'decoded as {encoding[0]} ({encoding[1]})'
     if agreement.normal_pixels == 0 or best < MIN_NORMAL_AGREEMENT:
-      raise CaptureError(inputs.normals, f'the normal maps agree with the fitted body\'s normals under no axis '
-                         f'convention: best mean cosine {best:.2f} (axes {axes}) over '
+      raise CaptureError(inputs.normals, f'the normal maps ({decoded}) agree with the fitted body\'s normals under '
+                         f'no axis convention: best mean cosine {best:.2f} (axes {axes}) over '
                          f'{agreement.normal_pixels} body pixels, need >= {MIN_NORMAL_AGREEMENT}',
-                         'give normal maps of these frames (camera-space unit normals, .npy in [-1, 1] or RGB '
-                         'PNG) from an estimator, and check --smpl fits the same frames')
+                         'give normal maps of these frames (camera-space unit normals) from an estimator, check '
+                         '--normals_encoding and that --smpl fits the same frames')
+    rotation = agreement.residual_rotation(signed_permutations()[order[0]])
+    if rotation > MAX_NORMAL_ROTATION:
+      raise CaptureError(inputs.normals, f'the normal maps ({decoded}) are rotated by {rotation:.0f} degrees from the '
+                         f'best axis convention ({axes}, mean cosine {best:.2f}), need <= {MAX_NORMAL_ROTATION:.0f}',
+                         'give camera-space normals (not world or object space), and check --normals_encoding and '
+                         'that --smpl fits the same frames')
+    if best - runner_up < MIN_NORMAL_MARGIN:
+      second = describe_axes(signed_permutations()[order[1]])
+      raise CaptureError(inputs.normals, f'the normal maps ({decoded}) match two axis conventions almost equally: '
+                         f'mean cosine {best:.2f} (axes {axes}) and {runner_up:.2f} (axes {second}), need a lead of '
+                         f'>= {MIN_NORMAL_MARGIN}', 'give camera-space normals (not rotated or in world axes), check '
+                         '--normals_encoding, and that --smpl fits the same frames')
   kind, rho = 'depth', 0.0
   if inputs.depth:
     rho = agreement.depth_score()
@@ -669,14 +713,15 @@ def _decide(agreement: Agreement, inputs: Inputs, min_overlap: float) -> Report:
                          f'correlation {rho:.2f} over {len(agreement.depth_rho)} frames, need |rho| >= '
                          f'{MIN_DEPTH_RANK}', 'give depth (or disparity) maps of these frames from an estimator')
     kind = 'depth' if rho > 0 else 'disparity'
-  return Report(axes, best, runner_up, kind, rho, min_overlap)
+  return Report(encoding[0], axes, best, runner_up, kind, rho, min_overlap)
 
 
-def _normals_source(inputs: Inputs, report: Report) -> str:
+def _normals_source(inputs: Inputs, report: Report, why: str) -> str:
   if not inputs.normals:
     return 'none'
-  return (f'estimates from {inputs.normals}, axes ({report.normal_axes}) -> OpenCV chosen by agreement with '
-          f'the rendered body (mean cosine {report.normal_agreement:.2f}; next best {report.normal_runner_up:.2f})')
+  return (f'estimates from {inputs.normals} decoded as {report.normal_encoding} ({why}), axes '
+          f'({report.normal_axes}) -> OpenCV chosen by agreement with the rendered body (mean cosine '
+          f'{report.normal_agreement:.2f}; next best {report.normal_runner_up:.2f})')
 
 
 def _depth_source(inputs: Inputs, report: Report) -> str:
@@ -698,6 +743,8 @@ def define_input_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_string('hands', '', 'Optional folder of hand masks (binary, or label maps with --hand_labels).', **fv)
   flags.DEFINE_string('hand_labels', '', 'Hand classes of label maps (of --hands, else of --masks).', **fv)
   flags.DEFINE_string('normals', '', 'Folder of per-frame normal estimates (.npy / RGB PNG); axes checked.', **fv)
+  flags.DEFINE_enum('normals_encoding', 'auto', importing.NORMAL_ENCODINGS,
+                    'Values of the normal maps: [-1, 1], [0, 1], 8- or 16-bit; auto = from the first file.', **fv)
   flags.DEFINE_string('depth', '', 'Folder of per-frame depth or disparity estimates; kind checked.', **fv)
   flags.DEFINE_string('smpl_model', None, 'SMPL model file (.pkl or .npz), licensed: your own copy.', **fv)
   flags.DEFINE_enum('garment', None, list(sequence.GARMENTS), 'Garment class of the sequence.', **fv)
@@ -705,6 +752,7 @@ def define_input_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_enum('template_garment', '', ['', *geometry.GARMENTS], "Body template shape; '' = from --garment.",
                     **fv)
   flags.DEFINE_string('out', None, 'Output sequence folder (new or empty).', **fv)
+  flags.DEFINE_bool('overwrite', False, 'Replace the sequence folder at --out (kept if the import fails).', **fv)
   flags.DEFINE_integer('first', 0, 'First frame index.', **fv)
   flags.DEFINE_integer('last', -1, 'Last frame index, inclusive (-1 = the last).', **fv)
   flags.DEFINE_integer('stride', 1, 'Keep every n-th frame.', **fv)
@@ -723,7 +771,7 @@ def inputs_from_flags(f: flags.FlagValues) -> Inputs:
       person_masks=MaskSource(pathlib.Path(f.person_masks), (), '--person_masks') if f.person_masks else None,
       hands=MaskSource(pathlib.Path(f.hands), hand_labels, '--hands') if f.hands else None,
       hands_from_masks=hand_labels if not f.hands else (),
-      normals=f.normals, depth=f.depth, resolution=f.resolution)
+      normals=f.normals, normals_encoding=f.normals_encoding, depth=f.depth, resolution=f.resolution)
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -751,21 +799,10 @@ def convert_from_flags(f: flags.FlagValues) -> Report:
   else:
     track = read_phalp(smpl, clip, f.person_id, f.phalp_focal, f.phalp_res)
   return convert(clip, track, inputs_from_flags(f), f.smpl_model, f.out, f.garment, first=f.first, last=f.last,
-                 stride=f.stride, template=f.template, template_garment=f.template_garment, fps=f.fps)
-
-
-def run_importer(convert: Callable[[flags.FlagValues], Any], program: str) -> None:
-  """Runs an importer's `convert(flags.FLAGS)` as a program: bad inputs or SMPL file are the user's to
-  fix, so they print one line, not a traceback."""
-
-  def main(argv: SequenceT[str]) -> None:
-    if len(argv) > 1:
-      raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-    convert(flags.FLAGS)
-
-  errors.run(main, program, user_errors=(smplx_jax.ModelFileError,))
+                 stride=f.stride, template=f.template, template_garment=f.template_garment, fps=f.fps,
+                 overwrite=f.overwrite)
 
 
 if __name__ == '__main__':
   define_flags()
-  run_importer(convert_from_flags, 'capture')
+  importing.run_importer(convert_from_flags, 'capture')

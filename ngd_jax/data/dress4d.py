@@ -38,37 +38,31 @@ which used Sapiens estimates).
 
 from collections.abc import Sequence as SequenceT
 import dataclasses
-import functools
 import pathlib
 import pickle
 from typing import NamedTuple
 
-from absl import app
 from absl import flags
 from absl import logging
-import jax
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 import smplx_jax
 
 from ngd_jax import body as body_lib
-from ngd_jax import errors
 from ngd_jax import meshes
-from ngd_jax import render
+from ngd_jax.data import importing
 from ngd_jax.data import sequence
 from ngd_jax.data.sequence import Camera
 
 LABELS = {'skin': 0, 'hair': 1, 'shoe': 2, 'upper': 3, 'lower': 4, 'outer': 5}
 GARMENT_LABELS = {'upper': (3,), 'lower': (4,), 'outer': (5,), 'dress': (3, 4)}
 HAND_JOINTS = (20, 21, 22, 23)  # SMPL: left/right wrist, left/right hand.
-SCAN_BUCKET = 4096  # Scan arrays are padded to a multiple of this (one rasterizer compile per bucket).
 MIN_OVERLAP = 0.8  # Fraction of projected garment vertices that must fall inside the person mask.
 CAPTURE_FPS = 30.0
 EXTRINSICS = ('world_to_camera', 'camera_to_world', 'auto')
 
 
-class DatasetError(errors.UserError, ValueError):
+class DatasetError(importing.InputError):
   """A 4D-Dress take that cannot be imported; the message names the file and the fix."""
 
 
@@ -95,15 +89,6 @@ class Take:
 
   def mask_path(self, camera: str, frame: str) -> pathlib.Path:
     return self.path / 'Capture' / camera / 'masks' / f'mask-f{frame}.png'
-
-
-class Scan(NamedTuple):
-  """One scan frame: vertices f64 [N, 3] (m), faces i32 [F, 3], labels i32 [N], normals f64 [N, 3]."""
-
-  vertices: np.ndarray
-  faces: np.ndarray
-  labels: np.ndarray
-  normals: np.ndarray
 
 
 class SmplParams(NamedTuple):
@@ -140,15 +125,18 @@ class ImportOptions:
   normals: str = ''
   depth: str = ''
   normals_axes: str = 'opencv'
+  normals_encoding: str = 'auto'
   depth_kind: str = 'depth'
   hand_radius: float = 0.1
   near: float = 0.05
   far: float = 20.0
 
   def validate(self) -> None:
-    if self.normals_axes not in ('opencv', 'opengl') or self.depth_kind not in ('depth', 'disparity'):
+    if (self.normals_axes not in ('opencv', 'opengl') or self.depth_kind not in ('depth', 'disparity') or
+        self.normals_encoding not in importing.NORMAL_ENCODINGS):
       raise ValueError(f'normals_axes={self.normals_axes!r} (opencv|opengl), depth_kind={self.depth_kind!r} '
-                       '(depth|disparity): unknown value.')
+                       f'(depth|disparity), normals_encoding={self.normals_encoding!r} '
+                       f'({"|".join(importing.NORMAL_ENCODINGS)}): unknown value.')
     for name, value in (('--normals', self.normals), ('--depth', self.depth)):
       if value not in ('', 'oracle') and not pathlib.Path(value).is_dir():
         raise DatasetError(f"{value}: not a folder ({name} takes '', 'oracle' or a folder of "
@@ -207,7 +195,7 @@ def read_take(path: str | pathlib.Path) -> Take:
   return Take(path, frames, str(info.get('gender', 'unknown')), cameras)
 
 
-def read_scan(take: Take, frame: str) -> Scan:
+def read_scan(take: Take, frame: str) -> importing.Scan:
   """Host: the scan mesh of a frame and its per-vertex labels."""
   mesh_path = take.mesh_path(frame)
   mesh = _load_pickle(mesh_path, 'scan mesh')
@@ -225,7 +213,7 @@ def read_scan(take: Take, frame: str) -> Scan:
   normals = np.asarray(mesh.get('normals', np.zeros((0, 3))), np.float64)
   if normals.shape != vertices.shape or not np.all(np.isfinite(normals)):
     normals = meshes.vertex_normals(np.asarray(vertices, np.float64), faces)
-  return Scan(vertices, faces, labels, normals)
+  return importing.Scan(vertices, faces, labels, normals)
 
 
 def _require_labels(take: Take, frame: str) -> None:
@@ -306,25 +294,6 @@ def submesh(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray) -> tuple[
   return vertices[used], inverse.reshape(kept.shape).astype(np.int32)
 
 
-def project(camera: Camera, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Host: OpenCV projection; returns pixel coordinates (u, v) float64 [N, 2] and depth z [N]."""
-  x = points @ camera.world_to_camera[:3, :3].T + camera.world_to_camera[:3, 3]
-  z = x[:, 2]
-  uvw = x @ camera.K.T
-  return uvw[:, :2] / np.where(np.abs(z) > 1e-12, z, 1e-12)[:, None], z
-
-
-def mask_overlap(camera: Camera, points: np.ndarray, mask: np.ndarray) -> float:
-  """Host: fraction of points in front of the camera whose pixel lies inside the mask."""
-  uv, z = project(camera, points)
-  h, w = mask.shape
-  col, row = np.floor(uv[:, 0] + 0.5).astype(np.int64), np.floor(uv[:, 1] + 0.5).astype(np.int64)
-  inside = (z > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
-  hit = np.zeros(len(points), bool)
-  hit[inside] = mask[row[inside], col[inside]]
-  return float(hit.mean()) if len(points) else 0.0
-
-
 def check_camera(camera: Camera, points: np.ndarray, mask: np.ndarray, extrinsics: str,
                  where: str) -> CameraCheck:
   """Host: the extrinsics convention under which the garment's vertices project into the person mask.
@@ -336,7 +305,7 @@ def check_camera(camera: Camera, points: np.ndarray, mask: np.ndarray, extrinsic
     raise ValueError(f'extrinsics={extrinsics!r}; expected one of {EXTRINSICS}.')
   inverse = Camera(camera.K, np.linalg.inv(np.asarray(camera.world_to_camera, np.float64)))
   candidates = {'world_to_camera': camera, 'camera_to_world': inverse}
-  overlaps = {name: mask_overlap(c, points, mask) for name, c in candidates.items()}
+  overlaps = {name: importing.mask_overlap(c, points, mask) for name, c in candidates.items()}
   chosen = max(overlaps, key=overlaps.get) if extrinsics == 'auto' else extrinsics
   if overlaps[chosen] < MIN_OVERLAP:
     other = 'camera_to_world' if chosen == 'world_to_camera' else 'world_to_camera'
@@ -351,68 +320,6 @@ def check_camera(camera: Camera, points: np.ndarray, mask: np.ndarray, extrinsic
   return CameraCheck(chosen, candidates[chosen], overlaps)
 
 
-def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """Host: uint8 [H, W, 3] resized to size (H, W) with an area filter (anti-aliased)."""
-  if image.shape[:2] == tuple(size):
-    return image
-  return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BOX))
-
-
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """Host: bool [H, W] resized by area coverage >= 1/2."""
-  if mask.shape == tuple(size):
-    return mask
-  img = Image.fromarray(mask.astype(np.uint8) * 255)
-  return np.asarray(img.resize((size[1], size[0]), Image.Resampling.BOX)) >= 128
-
-
-class ScanRender(NamedTuple):
-  """The whole scan seen by one camera.
-
-  rast float32 [H, W, 4] = (u, v, z/w, face id + 1); normal float32 [H, W, 3] unit normals of the
-  visible surface in OpenCV camera axes (0 = unknown where no scan is seen, as in the sequence
-  format); depth float32 [H, W] camera z in metres (nan where no scan is seen).
-  """
-
-  rast: np.ndarray
-  normal: np.ndarray
-  depth: np.ndarray
-
-
-@functools.partial(jax.jit, static_argnames=('size',))
-def _render_scan(clip, faces, normals, depth, size):
-  """Rasterize + interpolate camera-frame normals f32[V, 3] and depth f32[V]; jit, once per bucket."""
-  rast = render.rasterize(clip, faces, size)
-  values = render.interpolate(jnp.concatenate([normals, depth[:, None]], axis=1), rast, faces)
-  covered = rast[..., 3:] > 0
-  normal = values[..., :3] / jnp.maximum(jnp.linalg.norm(values[..., :3], axis=-1, keepdims=True), 1e-12)
-  normal = jnp.where(covered, normal, 0.0)
-  return rast, normal, jnp.where(covered[..., 0], values[..., 3], jnp.nan)
-
-
-def render_scan(camera: Camera, scan: Scan, size: tuple[int, int], near: float, far: float) -> ScanRender:
-  """Host: the project's rasterizer on a whole scan, so the rest of the scan occludes the garment.
-
-  Scans differ in size per frame: vertices and faces are padded to multiples of SCAN_BUCKET
-  (padding faces (0, 0, 0) are never drawn, WORKSPACE.md) so that jit compiles once per bucket.
-  """
-  rotation = np.asarray(camera.world_to_camera, np.float64)[:3]
-  world_to_clip = render.camera_to_clip(
-      np.float32(camera.K), np.float32(camera.world_to_camera), size, near, far)
-  num_v = -(-len(scan.vertices) // SCAN_BUCKET) * SCAN_BUCKET
-  num_f = -(-len(scan.faces) // SCAN_BUCKET) * SCAN_BUCKET
-  vertices = np.zeros((num_v, 3), np.float32)
-  vertices[:len(scan.vertices)] = scan.vertices
-  vertices[len(scan.vertices):] = scan.vertices[0]
-  faces = np.zeros((num_f, 3), np.int32)
-  faces[:len(scan.faces)] = scan.faces
-  normals = np.zeros((num_v, 3), np.float32)
-  normals[:len(scan.normals)] = scan.normals @ rotation[:, :3].T
-  depth = np.float32(vertices @ rotation[2, :3] + rotation[2, 3])
-  rast, normal, depth_map = _render_scan(render.to_clip(vertices, world_to_clip), faces, normals, depth, size)
-  return ScanRender(np.asarray(rast), np.asarray(normal), np.asarray(depth_map))
-
-
 class FaceClasses(NamedTuple):
   """bool [F] per scan face of one frame: garment faces and hand faces (see face_classes)."""
 
@@ -420,7 +327,7 @@ class FaceClasses(NamedTuple):
   hand: np.ndarray
 
 
-def face_classes(scan: Scan, garment: str, hand_joints: np.ndarray, hand_radius: float) -> FaceClasses:
+def face_classes(scan: importing.Scan, garment: str, hand_joints: np.ndarray, hand_radius: float) -> FaceClasses:
   """Host: garment faces (three garment-labelled vertices) and hand faces: skin faces (three skin
   vertices) whose centroid lies within hand_radius of one of the SMPL hand joints float [4, 3]."""
   skin = (scan.labels[scan.faces] == LABELS['skin']).all(axis=-1)
@@ -441,70 +348,6 @@ def label_masks(rast: np.ndarray, classes: FaceClasses, person: np.ndarray) -> M
   covered = face_id >= 0
   ids = np.where(covered, face_id, 0)
   return Masks(covered & classes.garment[ids] & person, covered & classes.hand[ids] & person)
-
-
-def _estimate_file(folder: pathlib.Path, frame: str) -> pathlib.Path:
-  """Host: the estimate of a frame: <frame>.npy|png or capture-f<frame>.npy|png (the image's stem)."""
-  for stem in (frame, f'capture-f{frame}'):
-    for ext in ('.npy', '.png'):
-      if (folder / (stem + ext)).is_file():
-        return folder / (stem + ext)
-  raise DatasetError(f'{folder}: no estimate for frame {frame} (looked for {frame}.npy|png and '
-                     f'capture-f{frame}.npy|png). Run the estimator on every imported frame.')
-
-
-def _resize_float(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """Host: float [h, w, C] or [h, w] -> float32 [H, W, C] or [H, W], bilinear per channel."""
-  if a.ndim == 2:
-    return _resize_float(a[..., None], size)[..., 0]
-  if a.shape[:2] == tuple(size):
-    return np.float32(a)
-  return np.stack([np.asarray(Image.fromarray(np.float32(a[..., c])).resize(
-      (size[1], size[0]), Image.Resampling.BILINEAR)) for c in range(a.shape[-1])], axis=-1)
-
-
-def load_normal_estimate(folder: pathlib.Path, frame: str, mask: np.ndarray, axes: str) -> np.ndarray:
-  """Host: an estimator's normal map as float32 [H, W, 3] unit normals in OpenCV camera axes.
-
-  .npy: float [h, w, 3] in [-1, 1]; .png: RGB 8/16 bit, n = 2 rgb / max - 1; resized to the
-  garment mask bool [H, W], where they must be unit vectors (0 = unknown elsewhere). axes='opengl'
-  (x right, y up, z towards the viewer, the usual normal-map convention) flips y and z.
-  """
-  path = _estimate_file(folder, frame)
-  if path.suffix == '.npy':
-    n = np.load(path)
-  else:
-    raw = np.asarray(Image.open(path))
-    n = raw[..., :3] / (65535.0 if raw.dtype == np.uint16 else 255.0) * 2.0 - 1.0
-  if n.ndim != 3 or n.shape[-1] != 3 or not np.all(np.isfinite(n)):
-    raise DatasetError(f'{path}: expected a finite H x W x 3 normal map, got shape {n.shape}.')
-  if axes == 'opengl':
-    n = n * np.float32([1, -1, -1])
-  n = _resize_float(n, mask.shape)
-  length = np.linalg.norm(n, axis=-1, keepdims=True)
-  if np.mean(np.abs(length[mask] - 1.0) < 0.5) < 0.9:
-    raise DatasetError(f'{path}: inside the garment mask most vectors are far from unit length; expected '
-                       'unit normals in [-1, 1] (.npy) or RGB-encoded (.png).')
-  return np.float32(np.where(length > 1e-6, n / np.maximum(length, 1e-6), 0.0))
-
-
-def load_depth_estimate(folder: pathlib.Path, frame: str, mask: np.ndarray, kind: str) -> np.ndarray:
-  """Host: an estimator's depth as float32 [H, W] (the garment mask's size), larger = farther, nan = unknown.
-
-  .npy float [h, w] or [h, w, 1]; .png 8/16-bit grey. kind='disparity' (larger = nearer, as
-  relative inverse-depth estimators output) is negated, which keeps the ordering the loss uses.
-  """
-  path = _estimate_file(folder, frame)
-  d = np.load(path) if path.suffix == '.npy' else np.asarray(Image.open(path)).astype(np.float32)
-  if d.ndim == 3 and d.shape[-1] == 1:
-    d = d[..., 0]
-  if d.ndim != 2:
-    raise DatasetError(f'{path}: expected an H x W depth map, got shape {d.shape}.')
-  d = np.float32(np.where(np.isfinite(d), d, np.nan))
-  d = _resize_float(-d if kind == 'disparity' else d, mask.shape)
-  if np.mean(np.isfinite(d[mask])) < 0.5:
-    raise DatasetError(f'{path}: depth is unknown (nan/inf) over most of the garment mask.')
-  return d
 
 
 def hand_joint_positions(model: smplx_jax.SMPL, body: body_lib.BodyData) -> np.ndarray:
@@ -529,15 +372,15 @@ def select_frames(take: Take, first: int, last: int, stride: int) -> tuple[str, 
 
 
 class View(NamedTuple):
-  """One camera's frame at the output size: rgb uint8 [H, W, 3], masks, the scan render, the camera."""
+  """One camera's frame at the output size: rgb float32 [H, W, 3] in [0, 1], masks, the scan render, the camera."""
 
   rgb: np.ndarray
   masks: Masks
-  scan: ScanRender
+  scan: importing.ScanRender
   camera: Camera
 
 
-def render_view(take: Take, cam_id: str, camera: Camera, frame: str, scan: Scan, classes: FaceClasses,
+def render_view(take: Take, cam_id: str, camera: Camera, frame: str, scan: importing.Scan, classes: FaceClasses,
                 options: ImportOptions) -> View:
   """Host: image, person mask and rendered scan of one camera, resized to the output size."""
   image = read_image(take.image_path(cam_id, frame))
@@ -547,12 +390,12 @@ def render_view(take: Take, cam_id: str, camera: Camera, frame: str, scan: Scan,
                        f'{image.shape[:2]} differ in size.')
   size = sequence.resized_size(image.shape[:2], options.resolution or None)
   scaled = sequence.scale_camera(camera, image.shape[:2], size)
-  seen = render_scan(scaled, scan, size, options.near, options.far)
-  masks = label_masks(seen.rast, classes, resize_mask(person, size))
-  return View(resize_image(image, size), masks, seen, scaled)
+  seen = importing.render_scan(scaled, scan, size, options.near, options.far)
+  masks = label_masks(seen.rast, classes, sequence.resize_mask(person, size))
+  return View(sequence.resize(image, size) / 255.0, masks, seen, scaled)
 
 
-def _garment_vertices(take: Take, frame: str, scan: Scan, garment: str) -> np.ndarray:
+def _garment_vertices(take: Take, frame: str, scan: importing.Scan, garment: str) -> np.ndarray:
   """Host: the vertices of the garment's faces; DatasetError naming the label file when there are none."""
   keep = garment_faces(scan.faces, scan.labels, garment)
   if not keep.any():
@@ -564,27 +407,35 @@ def _garment_vertices(take: Take, frame: str, scan: Scan, garment: str) -> np.nd
   return scan.vertices[np.unique(scan.faces[keep])]
 
 
-def _normal_and_depth(view: View, frame: str,
-                      options: ImportOptions) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _estimate_file(folder: str, frame: str) -> pathlib.Path:
+  """Host: the estimate of a frame: <frame>.npy|png or capture-f<frame>.npy|png (the image's stem)."""
+  return importing.estimate_file(pathlib.Path(folder), (frame, f'capture-f{frame}'),
+                                 'run the estimator on every imported frame')
+
+
+def _normal_and_depth(view: View, frame: str, options: ImportOptions,
+                      encoding: str) -> tuple[np.ndarray | None, np.ndarray | None]:
   """Host: the frame's normal and depth maps at the view's size, per the options (None = not imported)."""
   mask = view.masks.garment
   normal = depth = None
   if options.normals:
-    normal = view.scan.normal if options.normals == 'oracle' else load_normal_estimate(
-        pathlib.Path(options.normals), frame, mask, options.normals_axes)
+    normal = view.scan.normal if options.normals == 'oracle' else importing.load_normal_estimate(
+        _estimate_file(options.normals, frame), mask, encoding, options.normals_axes)
   if options.depth:
-    depth = view.scan.depth if options.depth == 'oracle' else load_depth_estimate(
-        pathlib.Path(options.depth), frame, mask, options.depth_kind)
+    depth = view.scan.depth if options.depth == 'oracle' else importing.load_depth_estimate(
+        _estimate_file(options.depth, frame), mask, options.depth_kind)
   return normal, depth
 
 
 def convert(take_path: str | pathlib.Path, out: str | pathlib.Path, garment: str, smpl_model: str,
             camera: str = '0004', first: int = 0, last: int = -1, stride: int = 1, template: str = '',
-            extrinsics: str = 'world_to_camera', options: ImportOptions = ImportOptions()) -> pathlib.Path:
+            extrinsics: str = 'world_to_camera', options: ImportOptions = ImportOptions(),
+            overwrite: bool = False) -> pathlib.Path:
   """Host: writes the sequence folder `out` (docs/design.md section 3) from a 4D-Dress take.
 
   Everything cheap is checked before anything is written (files of every frame, SMPL fits, camera
-  convention on the first frame for every camera). Returns the output folder.
+  convention on the first frame for every camera). overwrite: replace a sequence folder at `out`,
+  which stays as it was if the import fails. Returns the output folder.
   """
   if garment not in GARMENT_LABELS:
     raise ValueError(f'garment={garment!r}; expected one of {sorted(GARMENT_LABELS)}.')
@@ -613,30 +464,37 @@ def convert(take_path: str | pathlib.Path, out: str | pathlib.Path, garment: str
   # One shape per subject (4D-Dress repeats it per frame).
   body = body_lib.bake_smpl(model, params.poses, params.betas.mean(axis=0), params.transl)
   hands = hand_joint_positions(model, body)
-  writer = sequence.SequenceWriter(out)
-  for t, frame in enumerate(frames):
-    scan = scan if t == 0 else read_scan(take, frame)
-    _garment_vertices(take, frame, scan, garment)
-    classes = face_classes(scan, garment, hands[t], options.hand_radius)
-    views = {c: render_view(take, c, cam, frame, scan, classes, options) for c, cam in cameras.items()}
-    main = views.pop(camera)
-    if not main.masks.garment.any():
-      raise DatasetError(f'{take.image_path(camera, frame)}: the {garment} is not visible from camera '
-                         f'{camera} in frame {frame} (empty garment mask); leave the frame out.')
-    normal, depth = _normal_and_depth(main, frame, options)
-    writer.add_frame(main.rgb, main.masks.garment, hands=main.masks.hands, normal=normal, depth=depth)
-    for c, view in views.items():
-      writer.add_eval_view(c, view.rgb, view.masks.garment)
-    gt_vertices, gt_faces = submesh(scan.vertices, scan.faces, classes.garment)
-    writer.add_gt_garment(np.float32(gt_vertices), gt_faces)
+  encoding = normals_source = ''
+  with sequence.SequenceWriter(out, overwrite=overwrite) as writer:
+    for t, frame in enumerate(frames):
+      scan = scan if t == 0 else read_scan(take, frame)
+      _garment_vertices(take, frame, scan, garment)
+      classes = face_classes(scan, garment, hands[t], options.hand_radius)
+      views = {c: render_view(take, c, cam, frame, scan, classes, options) for c, cam in cameras.items()}
+      main = views.pop(camera)
+      if not main.masks.garment.any():
+        raise DatasetError(f'{take.image_path(camera, frame)}: the {garment} is not visible from camera '
+                           f'{camera} in frame {frame} (empty garment mask); leave the frame out.')
+      if t == 0 and options.normals not in ('', 'oracle'):
+        encoding, why = importing.resolve_normal_encoding(_estimate_file(options.normals, frame),
+                                                          main.masks.garment, options.normals_encoding)
+        normals_source = f' decoded as {encoding} ({why}), axes {options.normals_axes}'
+        logging.info('Normal maps %s:%s.', options.normals, normals_source)
+      normal, depth = _normal_and_depth(main, frame, options, encoding)
+      writer.add_frame(main.rgb, main.masks.garment, hands=main.masks.hands, normal=normal, depth=depth)
+      for c, view in views.items():
+        writer.add_eval_view(c, view.rgb, view.masks.garment)
+      gt_vertices, gt_faces = submesh(scan.vertices, scan.faces, classes.garment)
+      writer.add_gt_garment(np.float32(gt_vertices), gt_faces)
 
-  overlap = main_check.overlaps[main_check.convention]
-  source = (f'4D-Dress take {take.path.as_posix()} (gender {take.gender}), camera {camera}, scan frames '
-            f'{frames[0]}..{frames[-1]} stride {stride}, garment labels {GARMENT_LABELS[garment]}, '
-            f'extrinsics read as {main_check.convention} (projection overlap {overlap:.3f}); '
-            f'normals: {_source_of(options.normals)}; depth: {_source_of(options.depth)}')
-  writer.finish(camera=main.camera, eval_cameras={c: v.camera for c, v in views.items()}, garment=garment,
-                source=source, fps=CAPTURE_FPS / stride, body=body, template=template or None)
+    overlap = main_check.overlaps[main_check.convention]
+    source = (f'4D-Dress take {take.path.as_posix()} (gender {take.gender}), camera {camera}, scan frames '
+              f'{frames[0]}..{frames[-1]} stride {stride}, garment labels {GARMENT_LABELS[garment]}, '
+              f'extrinsics read as {main_check.convention} (projection overlap {overlap:.3f}); '
+              f'normals: {_source_of(options.normals)}{normals_source}; depth: {_source_of(options.depth)}')
+    writer.finish(camera=main.camera, eval_cameras={c: v.camera for c, v in views.items()}, garment=garment,
+                  source=source, fps=CAPTURE_FPS / stride, body=body, template=template or None)
+  logging.info('Wrote %s: %s', out, source)
   return pathlib.Path(out)
 
 
@@ -654,6 +512,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_string('camera', '0004', 'The monocular camera; the others become held-out views.', **fv)
   flags.DEFINE_string('smpl_model', None, "SMPL model file (.pkl or .npz) of the take's gender.", **fv)
   flags.DEFINE_string('out', None, 'Output sequence folder (new or empty).', **fv)
+  flags.DEFINE_bool('overwrite', False, 'Replace the sequence folder at --out (kept if the import fails).', **fv)
   flags.DEFINE_integer('first', 0, 'First frame (index into basic_info scan_frames).', **fv)
   flags.DEFINE_integer('last', -1, 'Last frame, inclusive (index; -1 = the last).', **fv)
   flags.DEFINE_integer('stride', 1, 'Keep every n-th frame.', **fv)
@@ -664,6 +523,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_enum('extrinsics', 'world_to_camera', EXTRINSICS, 'Extrinsics convention (checked).', **fv)
   flags.DEFINE_float('hand_radius', 0.1, 'Skin faces this close (m) to SMPL joints 20-23 are hands.', **fv)
   flags.DEFINE_enum('normals_axes', 'opencv', ['opencv', 'opengl'], 'Axes of the supplied normal maps.', **fv)
+  flags.DEFINE_enum('normals_encoding', 'auto', importing.NORMAL_ENCODINGS,
+                    'Values of the normal maps: [-1, 1], [0, 1], 8- or 16-bit; auto = from the first file.', **fv)
   flags.DEFINE_enum('depth_kind', 'depth', ['depth', 'disparity'], 'Supplied maps: depth or disparity.', **fv)
   flags.mark_flags_as_required(['take', 'garment', 'smpl_model', 'out'], flag_values=flag_values)
 
@@ -671,18 +532,12 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 def convert_from_flags(f: flags.FlagValues) -> pathlib.Path:
   """Host: convert() with the values of parsed flags (see define_flags)."""
   options = ImportOptions(resolution=f.resolution, normals=f.normals, depth=f.depth,
-                          normals_axes=f.normals_axes, depth_kind=f.depth_kind, hand_radius=f.hand_radius)
+                          normals_axes=f.normals_axes, normals_encoding=f.normals_encoding, depth_kind=f.depth_kind,
+                          hand_radius=f.hand_radius)
   return convert(f.take, f.out, f.garment, f.smpl_model, camera=f.camera, first=f.first, last=f.last,
-                 stride=f.stride, template=f.template, extrinsics=f.extrinsics, options=options)
-
-
-def main(argv: SequenceT[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.info('Wrote %s', convert_from_flags(flags.FLAGS))
+                 stride=f.stride, template=f.template, extrinsics=f.extrinsics, options=options, overwrite=f.overwrite)
 
 
 if __name__ == '__main__':
   define_flags()
-  # A bad take or SMPL file is the user's to fix: one line, not a traceback.
-  errors.run(main, 'dress4d', user_errors=(smplx_jax.ModelFileError,))
+  importing.run_importer(convert_from_flags, 'dress4d')

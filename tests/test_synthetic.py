@@ -178,3 +178,15 @@ def test_ensure_sequence_generates_once(tmp_path, monkeypatch):
 def test_bad_preset():
   with pytest.raises(ValueError, match='Unknown preset'):
     synthetic.generate(pathlib.Path('/tmp/never-written'), 'huge', seed=0)
+
+
+def test_training_camera_elevation_and_azimuth():
+  """The default training camera is where it always was; skater_above's looks down at 3/4."""
+  target = np.array([0.0, 0.9, 0.0])
+  for name, elevation, azimuth in (('tiny', np.degrees(np.arctan(0.12)), 0.0), ('skater_above', 32.0, 40.0)):
+    camera = synthetic._cameras(synthetic.PRESETS[name], target)['train']
+    rotation, translation = camera.world_to_camera[:3, :3], camera.world_to_camera[:3, 3]
+    eye = -rotation.T @ translation - target
+    assert np.degrees(np.arctan2(eye[1], np.hypot(eye[0], eye[2]))) == pytest.approx(elevation, abs=1e-3)
+    assert np.degrees(np.arctan2(eye[0], eye[2])) == pytest.approx(azimuth, abs=1e-3)
+    np.testing.assert_allclose(rotation[2], -eye / np.linalg.norm(eye), atol=1e-6)  # Looks at the target.

@@ -22,7 +22,7 @@ import pathlib
 import shutil
 import tempfile
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from absl import app
 from absl import flags
@@ -38,6 +38,7 @@ from ngd_jax import meshes
 from ngd_jax import render
 from ngd_jax.body import anny
 from ngd_jax.data import cloth_sim
+from ngd_jax.data import degrade as degrade_lib
 from ngd_jax.data import motion as motion_lib
 from ngd_jax.data import sequence as sequence_lib
 
@@ -68,7 +69,9 @@ class Preset:
   preroll: float = 0.8  # Simulated seconds before frame 0 (settle at rest, then fade in).
   control_hz: float = 240.0  # Body transforms sampled this often for the simulation.
   supersample: int = 1  # Render at this factor, then box-filter (rgb) and vote (masks).
-  camera_distance: float = 2.6  # Training camera distance from the garment centre (m).
+  camera_distance: float = 2.6  # Training camera distance from the garment centre (m), horizontally.
+  camera_rise: float = 0.12  # Training camera height above the garment centre per metre of that distance.
+  camera_azimuth: float = 0.0  # Training camera azimuth (degrees about +Y; 0: in front of the person).
   view_height: float = 1.3  # Metres of the scene spanned by the image height at the garment.
   eval_azimuths: tuple = (('left', 60.0), ('right', -60.0), ('back', 180.0))
   template_flare: float = 0.1  # Flare of the template cone (skirt/dress).
@@ -130,6 +133,21 @@ PRESETS = {
     'tshirt_arms': Preset('tshirt_arms', 'tshirt', num_frames=24, fps=12.0, image_size=160,
                           motion=motion_lib.MotionParams('arms'), view_height=1.0,
                           normal_noise=0.05, normal_blur=1.0, depth_noise=0.002, depth_blur=1.0),
+    # A skater skirt seen from above at 3/4 (elevation 32 degrees, azimuth 40): the training
+    # camera sees the top of the flare; the held-out views are level, one of them in front.
+    'skater_above': Preset('skater_above', 'skirt', num_frames=24, fps=12.0, image_size=160,
+                           motion=motion_lib.MotionParams('twirl', twirl_speed=5.0), rings=10,
+                           segments=48, length=0.4, flare=0.8, normal_noise=0.05,
+                           normal_blur=1.0, depth_noise=0.002, depth_blur=1.0,
+                           camera_rise=float(np.tan(np.radians(32.0))), camera_azimuth=40.0, view_height=1.1,
+                           eval_azimuths=(('front', 0.0), ('right', -60.0), ('back', 180.0)),
+                           template_shape='tube', template_length=0.8),
+    # A tube template 1.4 times LONGER than the skirt: the fit must shorten it.
+    'long_template': Preset('long_template', 'skirt', num_frames=24, fps=12.0, image_size=160,
+                            motion=motion_lib.MotionParams('turn'), rings=12, segments=40,
+                            length=0.45, flare=0.35, normal_noise=0.05, normal_blur=1.0,
+                            depth_noise=0.002, depth_blur=1.0, template_shape='tube',
+                            template_length=1.4),
     # The CI quality test's case: a straight tube template shorter than the skirt.
     'tiny_tube': Preset('tiny_tube', 'skirt', num_frames=8, fps=10.0, image_size=96,
                         motion=motion_lib.MotionParams('turn'), rings=9, segments=32,
@@ -137,6 +155,22 @@ PRESETS = {
                         length=0.5, template_shape='tube', template_length=0.75, template_scale=1.0),
 }
 _SEQUENCE_GARMENT = {'skirt': 'lower', 'dress': 'dress', 'tshirt': 'upper'}
+
+
+class Derived(NamedTuple):
+  """A sequence made from a preset's by ngd_jax.data.degrade: make(base folder, new folder, seed)."""
+  base: str
+  make: Callable[[pathlib.Path, pathlib.Path, int], object]
+
+
+# The quality benchmark's cases of inputs as real tools give them, each the long skirt (its pictures
+# and truth) with one thing changed. Its normals already have normal_blur: the estimator's blur adds to it.
+DERIVED = {
+    'long_estimated': Derived('long_skirt', functools.partial(
+        degrade_lib.estimator_inputs, prior_blur=PRESETS['long_skirt'].normal_blur)),
+    'long_tracked': Derived('long_skirt', degrade_lib.tracked_body_sequence),
+    'long_first_frame': Derived('long_skirt', lambda src, dst, seed: degrade_lib.first_frame_template(src, dst)),
+}
 
 
 class GarmentTrack(NamedTuple):
@@ -308,9 +342,10 @@ def _cameras(preset: Preset, target: np.ndarray) -> dict:
   """Host: {'train': front camera, name: held-out camera at that azimuth (degrees about +Y)}."""
   focal = preset.image_size * preset.camera_distance / preset.view_height
   cameras = {}
-  for name, azimuth in (('train', 0.0),) + tuple(preset.eval_azimuths):
+  views = (('train', preset.camera_azimuth, preset.camera_rise),)
+  for name, azimuth, rise in views + tuple((n, a, 0.12) for n, a in preset.eval_azimuths):
     a = np.radians(azimuth)
-    eye = target + preset.camera_distance * np.array([np.sin(a), 0.12, np.cos(a)])
+    eye = target + preset.camera_distance * np.array([np.sin(a), rise, np.cos(a)])
     cameras[name] = look_at(eye, target, focal, preset.image_size)
   return cameras
 
@@ -485,7 +520,8 @@ def default_cache_dir() -> pathlib.Path:
 
 def ensure_sequence(preset: str = 'demo', seed: int = 0,
                     cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
-  """Host: path of the cached sequence of (preset, seed), generated on first use (the demo's data).
+  """Host: path of the cached sequence of (preset, seed), generated on first use (the demo's data);
+  `preset` may also name a DERIVED sequence (its base is ensured first).
 
   Generation writes into a temporary sibling folder that is renamed when complete, so a killed
   generation is never reused; a complete folder (sequence.json present) is reused as is.
@@ -496,9 +532,13 @@ def ensure_sequence(preset: str = 'demo', seed: int = 0,
   if (path / 'sequence.json').is_file():
     return path
   cache.mkdir(parents=True, exist_ok=True)
+  base = ensure_sequence(DERIVED[preset].base, seed, cache) if preset in DERIVED else None
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{name}.', dir=cache))
   try:
-    generate(tmp / 'sequence', preset, seed=seed)
+    if base is None:
+      generate(tmp / 'sequence', preset, seed=seed)
+    else:
+      DERIVED[preset].make(base, tmp / 'sequence', seed)
     if path.exists():  # An incomplete older folder (no sequence.json).
       shutil.rmtree(path)
     os.replace(tmp / 'sequence', path)

@@ -10,13 +10,21 @@ configuration, a save that fails (disk full, I/O error: the unfinished step is r
 ones stay, and the same command resumes once the cause is fixed). `restore_latest` skips a
 checkpoint that cannot be read (a truncated file), with a warning, and moves it to
 checkpoints/<step>.corrupt so that training can write that step again.
+
+Orbax restores every array at once in an event loop of its own and closes that loop as soon as one
+read fails, while the others are still in flight; each of those then reports `RuntimeError: Event
+loop is closed` on stderr when it ends (hundreds of tracebacks for a real state). Restores here run
+with loops that let their unfinished reads end before closing (`_draining_loops`), so an unreadable
+checkpoint costs one warning.
 """
 
+import asyncio
+import contextlib
 import glob
 import logging
 import os
 import shutil
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
 import numpy as np
@@ -42,6 +50,33 @@ class _NotOrbaxError(logging.Filter):
 
   def filter(self, record: logging.LogRecord) -> bool:
     return 'orbax' not in record.pathname
+
+
+class _DrainingLoop(asyncio.SelectorEventLoop):
+  """An event loop whose close() first lets its unfinished tasks end (their results are dropped)."""
+
+  def close(self) -> None:
+    pending = [task for task in asyncio.all_tasks(self) if not task.done()]
+    if pending and not self.is_running() and not self.is_closed():
+      self.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    super().close()
+
+
+class _DrainingPolicy(asyncio.DefaultEventLoopPolicy):
+
+  def new_event_loop(self) -> asyncio.AbstractEventLoop:
+    return _DrainingLoop()
+
+
+@contextlib.contextmanager
+def _draining_loops() -> Iterator[None]:
+  """Host: the event loops orbax makes meanwhile are _DrainingLoops."""
+  previous = asyncio.get_event_loop_policy()
+  asyncio.set_event_loop_policy(_DrainingPolicy())
+  try:
+    yield
+  finally:
+    asyncio.set_event_loop_policy(previous)
 
 
 class Restored(NamedTuple):
@@ -121,7 +156,8 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       return None
-    return dict(self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+    with _draining_loops():
+      return dict(self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
 
   def _require(self, step: int | None) -> None:
     if step is None:
@@ -138,7 +174,8 @@ class Checkpointer:
     """
     step = self.latest_step() if step is None else step
     self._require(step)
-    stored = self._manager.item_metadata(step)['state'].tree
+    with _draining_loops():
+      stored = self._manager.item_metadata(step)['state'].tree
     paths, treedef = jax.tree_util.tree_flatten_with_path(template)
     try:
       leaves = [_stored_leaf(stored, path) for path, _ in paths]
@@ -149,9 +186,10 @@ class Checkpointer:
           'the run was trained with (workdir/config.json).'
       ) from e
     abstract = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(tuple(leaf.shape), np.dtype(leaf.dtype)) for leaf in leaves])
-    restored = self._manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
-    )
+    with _draining_loops():
+      restored = self._manager.restore(
+          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
+      )
     return Restored(step=step, state=restored.state, meta=dict(restored.meta))
 
   def restore_latest(self, template_of_meta: Callable[[dict[str, Any]], Any],

@@ -1,8 +1,11 @@
 """Checkpoints restore into a template's structure with the stored (possibly remeshed) shapes."""
 
+import asyncio
+import concurrent.futures
 import os
 import subprocess
 import sys
+import threading
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -129,3 +132,49 @@ def test_failed_write_leaves_earlier_checkpoints_and_the_next_save_works(tmp_pat
   assert 'could not write checkpoint 2 (' in lines[0] and 'earlier checkpoints [1] are intact' in lines[0]
   assert 'run the same command again' in lines[0]
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1', '2']
+
+
+def test_restores_let_unfinished_reads_end_before_their_loop_closes():
+  """Orbax's pattern: one read of a gather fails while the others are in flight; those end later from
+  another thread (as tensorstore's futures do), which needs the loop still open."""
+  reads = [concurrent.futures.Future() for _ in range(3)]
+  ended = []
+
+  async def read(i):
+    ended.append(await asyncio.wrap_future(reads[i]))
+
+  async def truncated():
+    raise ValueError('truncated file')
+
+  async def restore():
+    await asyncio.gather(truncated(), *(read(i) for i in range(3)))
+
+  finish = threading.Timer(0.2, lambda: [f.set_result(i) for i, f in enumerate(reads)])
+  with checkpoint._draining_loops():  # pylint: disable=protected-access
+    loop = asyncio.new_event_loop()
+  finish.start()
+  with pytest.raises(ValueError, match='truncated'):
+    loop.run_until_complete(restore())
+  loop.close()
+  assert loop.is_closed() and sorted(ended) == [0, 1, 2]
+  assert type(asyncio.new_event_loop()) is not type(loop)  # Only restores get such loops.
+
+
+def test_falling_back_past_a_corrupt_checkpoint_prints_one_warning(tmp_path):
+  """A state of many arrays (a real run's) with a truncated data file: the warning, and no tracebacks."""
+  program = f'''
+import glob, os
+import jax.numpy as jnp
+from ngd_jax import checkpoint
+state = lambda value: {{f'a{{i}}': jnp.full((100_000,), value) for i in range(100)}}
+ckpt = checkpoint.Checkpointer({str(tmp_path)!r}, keep=3)
+for step in (1, 2):
+  ckpt.save(step, state(float(step)), {{'step': step}})
+data = sorted(glob.glob({str(tmp_path)!r} + '/checkpoints/2/state/**/d/*', recursive=True))[0]
+os.truncate(data, os.path.getsize(data) // 2)
+print(ckpt.restore_latest(lambda meta: state(0.0)).step)
+ckpt.close()
+'''
+  result = subprocess.run([sys.executable, '-c', program], capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0 and result.stdout.strip() == '1', result.stderr
+  assert 'checkpoints/2 is unreadable' in result.stderr and 'Traceback' not in result.stderr, result.stderr[-2000:]

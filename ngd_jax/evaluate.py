@@ -4,8 +4,10 @@ Geometry: per training frame, the posed garment against gt/garment/<frame>.ply (
 the paper's convention, plain Chamfer in mm, normal consistency). Appearance: the textured
 garment rendered from each held-out camera against gt/views/<name>/ (PSNR, SSIM, LPIPS), both
 images masked to the garment (prediction by its coverage, target by the view's mask) and compared
-over the whole frame. The LBS-only baseline (the template skinned, no deformation, a flat mean
-garment colour) is measured the same way for reference.
+over the whole frame; the same from the training camera against the training frame (train_view_*:
+how well the video is explained, the one measure a clip without ground truth has). The LBS-only
+baseline (the template skinned, no deformation, a flat mean garment colour) is measured the same
+way for reference.
 
 Means alone hide a collapse in part of the sequence, so metrics.json also holds each method's means
 per third of the frames and the worst frame's Chamfer ratio to the baseline, and TensorBoard gets
@@ -21,6 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ngd_jax import data
 from ngd_jax import files
 from ngd_jax import images
 from ngd_jax import frames as frames_lib
@@ -50,10 +53,42 @@ def image_metrics(pred: np.ndarray, target: np.ndarray, use_lpips: bool) -> dict
   return out
 
 
+def missing_ground_truth(seq: data.Sequence) -> str | None:
+  """Host: one line saying which ground truth the sequence lacks and what is measured instead (None: has both)."""
+  missing = [what for what, absent in (('gt/garment meshes (Chamfer, normal consistency)', not seq.gt_frames),
+                                       ('held-out views (gt/views image metrics)', not seq.eval_cameras)) if absent]
+  if not missing:
+    return None
+  return (f'{seq.path}: no {" and no ".join(missing)}; reporting the training-view image metrics (train_view_psnr, '
+          'train_view_ssim, train_view_lpips) and what else it has.')
+
+
+def _camera_metrics(trained: trained_lib.Trained, t: int, baseline: np.ndarray, colour: np.ndarray,
+                    world_to_clip: np.ndarray, target: np.ndarray) -> tuple[dict[str, float] | None, dict[str, float]]:
+  """Host: image metrics of frame t seen by one camera (target: the garment-masked photo, float [H, W, 3]):
+  the textured reconstruction (None before the appearance phase) and the LBS baseline's flat colour."""
+  run, config = trained.run, trained.run.config
+  size = target.shape[:2]
+  world_to_clip = jnp.asarray(world_to_clip)
+  reconstruction = None
+  if trained.appearance is not None:
+    pred, _ = texturing.render_textured(config, trained.appearance, jnp.asarray(trained.posed[t]),
+                                        jnp.asarray(trained.faces), world_to_clip, jnp.asarray(run.bank.pose[t]), size)
+    reconstruction = image_metrics(pred, target, config.eval.lpips)
+  flat = render.render_colors(jnp.asarray(baseline[t]), jnp.asarray(run.inputs.template_faces),
+                              jnp.broadcast_to(jnp.asarray(colour), baseline[t].shape), world_to_clip, size,
+                              backend=config.render.backend)
+  return reconstruction, image_metrics(np.asarray(flat.rgb), target, config.eval.lpips)
+
+
 def evaluate_trained(trained: trained_lib.Trained) -> dict[str, Any]:
-  """Per-frame and mean metrics of the reconstruction and the LBS-only baseline."""
+  """Per-frame and mean metrics of the reconstruction and the LBS-only baseline; the training view's image
+  metrics also as top-level train_view_* keys (benchmarks/bench_quality.py reads them)."""
   run, config = trained.run, trained.run.config
   seq, bank = run.inputs.sequence, run.bank
+  note = missing_ground_truth(seq)
+  if note:
+    logging.warning(note)
   baseline = run.template_skinned()
   colour = mean_garment_colour(bank)
   num_frames = bank.num_frames if config.eval.max_frames < 0 else min(bank.num_frames, config.eval.max_frames)
@@ -71,29 +106,27 @@ def evaluate_trained(trained: trained_lib.Trained) -> dict[str, Any]:
                           normal_consistency=float(result.normal_consistency))
     for view_name in sorted(seq.eval_cameras):
       view = seq.eval_view(view_name, index, config.data.resolution)
-      size = view.mask.shape
-      world_to_clip = jnp.asarray(frames_lib.clip_matrix(view.camera, size, config.render))
-      target = view.rgb * view.mask[..., None]
-      if trained.appearance is not None:
-        pred, _ = texturing.render_textured(config, trained.appearance, jnp.asarray(trained.posed[t]),
-                                            jnp.asarray(trained.faces), world_to_clip, jnp.asarray(bank.pose[t]), size)
-        views = entry['reconstruction'].setdefault('views', {})
-        views[view_name] = image_metrics(pred, target, config.eval.lpips)
-      flat = render.render_colors(jnp.asarray(baseline[t]), jnp.asarray(run.inputs.template_faces),
-                                  jnp.broadcast_to(jnp.asarray(colour), baseline[t].shape), world_to_clip, size,
-                                  backend=config.render.backend)
-      base_views = entry['lbs_baseline'].setdefault('views', {})
-      base_views[view_name] = image_metrics(np.asarray(flat.rgb), target, config.eval.lpips)
+      world_to_clip = frames_lib.clip_matrix(view.camera, view.mask.shape, config.render)
+      measured = _camera_metrics(trained, t, baseline, colour, world_to_clip, view.rgb * view.mask[..., None])
+      for key, values in zip(('reconstruction', 'lbs_baseline'), measured):
+        if values is not None:
+          entry[key].setdefault('views', {})[view_name] = values
     for key in ('reconstruction', 'lbs_baseline'):
       views = entry[key].get('views')
       if views:
         for metric in next(iter(views.values())):
           entry[key][metric] = float(np.mean([v[metric] for v in views.values()]))
+    target = bank.rgb[t] / np.float32(255.0) * bank.mask[t][..., None]
+    measured = _camera_metrics(trained, t, baseline, colour, bank.world_to_clip[t], target)
+    for key, values in zip(('reconstruction', 'lbs_baseline'), measured):
+      entry[key].update({f'train_view_{metric}': value for metric, value in (values or {}).items()})
     per_frame.append(entry)
   summary = {method: dict(metrics.method_means(per_frame, method), thirds=metrics.sequence_thirds(per_frame, method))
              for method in metrics.TABLE_METHODS}
   return {
       **summary,
+      **{f'train_view_{metric}': summary['reconstruction'].get(f'train_view_{metric}')
+         for metric in ('psnr', 'ssim', 'lpips')},
       'worst_chamfer_ratio': metrics.worst_chamfer_ratio(per_frame),
       'per_frame': per_frame,
       'frames': num_frames,

@@ -24,6 +24,9 @@ TABLE_METRICS = (
     ('psnr', 'higher'),
     ('ssim', 'higher'),
     ('lpips', 'lower'),
+    ('train_view_psnr', 'higher'),
+    ('train_view_ssim', 'higher'),
+    ('train_view_lpips', 'lower'),
 )
 TABLE_METHODS = ('reconstruction', 'lbs_baseline')
 # Metrics the table also shows per third of the sequence.
@@ -318,7 +321,8 @@ def _cell(value: float | None) -> str:
 
 
 def format_table(metrics: Mapping[str, Any]) -> str:
-  """Host: text table of reconstruction vs LBS-only baseline; '-' where a value is missing.
+  """Host: text table of reconstruction vs LBS-only baseline; '-' where one method lacks a value, no row
+  where neither has one (a clip without ground truth shows only the training-view rows).
 
   Below the means: THIRDS_TABLE_METRICS per third of the sequence (the methods' 'thirds'), and the
   worst frame's Chamfer ratio (metrics['worst_chamfer_ratio']) when present.
@@ -335,7 +339,8 @@ def format_table(metrics: Mapping[str, Any]) -> str:
       first, last = next(t[position]['frames'] for t in thirds if position < len(t))
       rows.append((f'{key} frames {first}-{last}',
                    [t[position].get(key) if position < len(t) else None for t in thirds]))
-  width = max(28, max(len(label) for label, _ in rows) + 2)
+  rows = [(label, values) for label, values in rows if any(value is not None for value in values)]
+  width = max(28, max((len(label) for label, _ in rows), default=0) + 2)
   header = f"{'metric':<{width}}" + ''.join(f'{m:>16}' for m in methods)
   lines = [header, '-' * len(header)]
   lines += [f'{label:<{width}}' + ''.join(_cell(value) for value in values) for label, values in rows]

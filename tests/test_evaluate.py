@@ -1,14 +1,83 @@
-"""Tests of what evaluation writes to TensorBoard, read back from the events files.
+"""Tests of evaluation without ground truth (training-view metrics) and of what it writes to TensorBoard.
 
 The end-to-end run (tests/test_train.py) checks the same tags on a trained tiny run; here the
 values are hand-made so that every step, value and pixel can be compared exactly.
 """
 
+import logging
+import pathlib
+import types
+
 import numpy as np
 import pytest
 
+from configs import default
+from ngd_jax import data
 from ngd_jax import evaluate
+from ngd_jax import frames as frames_lib
+from ngd_jax import metrics
 from ngd_jax import reporting
+
+SIZE = (16, 16)
+# A 1.2 m square 2 m in front of an f = 20 px camera: pixel columns and rows 2-13 (centres at integers).
+QUAD = np.array([[-0.6, -0.6, 2.0], [0.6, -0.6, 2.0], [0.6, 0.6, 2.0], [-0.6, 0.6, 2.0]], np.float32)
+QUAD_FACES = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
+SHIFT = 0.2  # m along x in frame 1: 2 pixels.
+
+
+def _clip_without_ground_truth():
+  """A trained run stand-in (no appearance yet) on a clip with neither gt meshes nor held-out views:
+  the training frames show the square, left half red, right half blue; the LBS baseline is the square
+  in frame 0 and the square moved 2 pixels right in frame 1."""
+  config = default.get_config()
+  config.eval.lpips = False
+  camera = data.Camera(np.array([[20.0, 0, 7.5], [0, 20.0, 7.5], [0, 0, 1]], np.float32), np.eye(4, dtype=np.float32))
+  world_to_clip = frames_lib.clip_matrix(camera, SIZE, config.render)
+  mask = np.zeros(SIZE, np.uint8)
+  mask[2:14, 2:14] = 1
+  rgb = np.zeros(SIZE + (3,), np.uint8)
+  rgb[2:14, 2:8, 0] = 255
+  rgb[2:14, 8:14, 2] = 255
+  bank = types.SimpleNamespace(indices=np.arange(2), rgb=np.stack([rgb, rgb]), mask=np.stack([mask, mask]),
+                               world_to_clip=np.stack([world_to_clip, world_to_clip]),
+                               pose=np.zeros((2, 72), np.float32), num_frames=2)
+  baseline = np.stack([QUAD, QUAD + [SHIFT, 0.0, 0.0]])
+  sequence = types.SimpleNamespace(path=pathlib.Path('clip'), frames=('000000', '000001'), gt_frames=frozenset(),
+                                   eval_cameras={})
+  run = types.SimpleNamespace(config=config, bank=bank, template_skinned=lambda: baseline,
+                              inputs=types.SimpleNamespace(sequence=sequence, template_faces=QUAD_FACES))
+  return types.SimpleNamespace(run=run, appearance=None, posed=baseline, faces=QUAD_FACES,
+                               geometry=types.SimpleNamespace(meta={'wall_seconds': 1.0})), rgb, mask
+
+
+def test_training_view_metrics_without_ground_truth(caplog):
+  trained, rgb, mask = _clip_without_ground_truth()
+  with caplog.at_level(logging.WARNING):
+    result = evaluate.evaluate_trained(trained)
+  assert 'clip: no gt/garment meshes (Chamfer, normal consistency) and no held-out views' in caplog.text
+  target = rgb / 255.0 * mask[..., None]
+  colour = target[mask > 0].mean(axis=0)  # The baseline's flat colour: the garment's mean, purple here.
+  for t, columns in enumerate((slice(2, 14), slice(4, 16))):  # Frame 1's square is 2 pixels to the right.
+    flat = np.zeros_like(target)
+    flat[2:14, columns] = colour
+    expected = -10.0 * np.log10(np.mean((flat - target) ** 2))
+    assert result['per_frame'][t]['lbs_baseline']['train_view_psnr'] == pytest.approx(expected, abs=1e-3)
+    assert result['per_frame'][t]['reconstruction'] == {}  # No appearance trained: nothing to render.
+  baseline = result['lbs_baseline']
+  assert baseline['train_view_psnr'] == pytest.approx(np.mean([f['lbs_baseline']['train_view_psnr']
+                                                               for f in result['per_frame']]))
+  assert 0.0 < baseline['train_view_ssim'] < 1.0 and 'train_view_lpips' not in baseline
+  assert result['train_view_psnr'] is None and result['train_view_ssim'] is None  # Top level: the reconstruction's.
+  assert result['worst_chamfer_ratio'] is None
+  rows = [line.split()[0] for line in metrics.format_table(result).splitlines()[2:]]
+  assert rows == ['train_view_psnr', 'train_view_ssim']  # Only the rows with values.
+
+
+def test_missing_ground_truth_is_named_only_when_missing():
+  seq = types.SimpleNamespace(path=pathlib.Path('seq'), gt_frames=frozenset({'000000'}), eval_cameras={'side': None})
+  assert evaluate.missing_ground_truth(seq) is None
+  seq.eval_cameras = {}
+  assert evaluate.missing_ground_truth(seq).startswith('seq: no held-out views (gt/views image metrics); reporting')
 
 
 def _result():

@@ -217,9 +217,10 @@ def test_summarize_and_table():
   assert table[0].split() == ['metric', 'reconstruction', 'lbs_baseline']
   chamfer_row = next(line for line in table if line.startswith('chamfer_sq_x1e3'))
   assert chamfer_row.split()[-2:] == ['1.5000', '4.0000']
-  lpips_row = next(line for line in table if line.startswith('lpips'))
-  assert lpips_row.split()[-2:] == ['-', '-']
-  assert len(table) == 2 + len(metrics.TABLE_METRICS)
+  psnr_row = next(line for line in table if line.startswith('psnr'))
+  assert psnr_row.split()[-2:] == ['30.0000', '-']
+  assert len(table) == 2 + 2  # No row for the metrics neither method has (lpips, ...).
+  assert not any(line.startswith(('lpips', 'chamfer_mm', 'train_view')) for line in table)
   with pytest.raises(ValueError, match='no frames'):
     metrics.summarize([])
   with pytest.raises(ValueError, match='reconstruction'):
@@ -284,7 +285,7 @@ def test_table_has_rows_per_third_and_the_worst_ratio():
   assert rows['chamfer_sq_x1e3 frames 000005-000006'] == ['6.5000', '5.5000']
   assert rows['normal_consistency frames 000000-000002'] == ['0.8500', '0.5000']
   assert rows['normal_consistency frames 000005-000006'] == ['0.3500', '0.5000']
-  assert len(table) == 2 + len(metrics.TABLE_METRICS) + 3 * len(metrics.THIRDS_TABLE_METRICS) + 1
+  assert len(table) == 2 + 3 + 3 * len(metrics.THIRDS_TABLE_METRICS) + 1  # chamfer_sq_x1e3, normal_consistency, psnr.
   assert table[-1] == 'worst frame: reconstruction / baseline chamfer_sq_x1e3 = 7.000 (frame 000006)'
   # A third only one method has (e.g. metrics.json from before) shows '-' for the other.
   del result['lbs_baseline']['thirds']

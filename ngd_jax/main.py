@@ -1,6 +1,6 @@
 """Command line entry point: parses flags and dispatches to train, eval or export.
 
-  ngd-jax --config=demo|seq187|configs/x.py|W/config.json --workdir=W [--mode=train|eval|export] \
+  ngd-jax --config=demo|seq187|configs/demo.py|W/config.json --workdir=W [--mode=train|eval|export] \
       [--config.train.num_epochs=50 ...]
   ngd-jax --workdir=W --mode=eval|export|train   (the run's own W/config.json)
   ngd-jax --config=demo --list_config            (every key, its value and its meaning)

@@ -52,3 +52,11 @@ def test_bug_keeps_its_traceback():
 def test_bad_flag_is_one_line():
   result = _run('user', '--no_such_flag=1')
   assert result.returncode == 2 and result.stderr.strip() == "prog: error: Unknown command line flag 'no_such_flag'"
+
+
+def test_run_parses_the_argv_it_is_given():
+  """main.py passes sys.argv with the workdir's --config added: that list, not sys.argv, is parsed."""
+  program = _PROGRAM.replace("errors.run(main, 'prog', user_errors=(Bad,))",
+                             "errors.run(main, 'prog', user_errors=(Bad,), argv=[sys.argv[0], 'user'])")
+  result = subprocess.run([sys.executable, '-c', program, 'bug'], cwd=_ROOT, capture_output=True, text=True, timeout=60)
+  assert result.returncode == 2 and result.stderr.startswith('prog: error: seq/template.obj'), result.stderr

@@ -2,6 +2,7 @@
 of 4DHumans/PHALP, SAM, SCHP, Sapiens and a plain per-frame format imports to a valid sequence that
 matches the generator's; each refused input gives one message naming the file and the fix."""
 
+import importlib
 import pathlib
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 import trimesh
 
+from ngd_jax import configuration
 from ngd_jax import data
 from ngd_jax.data import capture
 from ngd_jax.data import importing
@@ -359,3 +361,15 @@ def test_program_refuses_in_one_line_with_status_2(clip, tmp_path):
   assert result.returncode == 2, result.stderr
   lines = [line for line in result.stderr.splitlines() if line.startswith('capture: error:')]
   assert len(lines) == 1 and 'unit length' in lines[0] and 'Traceback' not in result.stderr
+
+
+def test_capture_config_needs_the_sequence_and_is_cpu_sized(tmp_path):
+  """configs/capture.py (README "Your own clip"): valid once data.path names the imported folder."""
+  config = importlib.import_module('configs.capture').get_config()
+  with pytest.raises(configuration.ConfigError, match='config.data.path'):
+    configuration.validate(config)
+  config.data.path = str(tmp_path)
+  configuration.validate(config)
+  assert config.template.source == 'sequence' and config.data.synthetic_preset == ''
+  assert config.data.resolution <= 512 and config.geometry.hash_log2_table_size <= 14
+  assert config.train.warmup_epochs < min(config.remesh.epochs) < config.train.num_epochs

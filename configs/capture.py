@@ -3,7 +3,8 @@
 Such a clip has no ground truth: evaluation reports the training-view PSNR / SSIM / LPIPS (README
 "Your own clip"). Sizes are the demo's (configs/demo.py) at a somewhat higher resolution; the
 schedule is counted in epochs (one epoch = every frame once), so its length grows with the clip:
-150 frames x 30 epochs is 4,500 geometry steps, about half an hour on 2 CPU cores at 384 pixels.
+150 frames x 30 epochs is 4,500 geometry steps, about half an hour on 2 CPU cores at 384 pixels
+(estimated from the demo's step time at 256 pixels, not measured).
 The method and every loss stay as in default.py.
 
     ngd-jax --config=capture --workdir=runs/mine --config.data.path=sequences/mine

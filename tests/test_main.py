@@ -127,14 +127,15 @@ def test_missing_config_file_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize('args, message', [
-    (['--config=demoo', '--workdir=w'], '--config=demoo: neither a file nor a shipped config. Fix: pass one of '
-                                        'default, demo, '),
-    (['--workdir=w'], '--config: missing. Fix: pass one of default, demo, '),
+    (['--config=demoo', '--workdir=w'], '--config=demoo: neither a file nor a shipped config. Fix: pass one of '),
+    (['--workdir=w'], '--config: missing. Fix: pass one of '),
     (['--config=w/config.json'], '--config=w/config.json: unreadable ('),
 ])
 def test_no_config_is_one_line(tmp_path, args, message):
   stderr = _one_line_error(_run_main(*args, cwd=tmp_path))
   assert stderr.startswith(f'ngd_jax: error: {message}'), stderr
+  if 'one of' in message:
+    assert ' default, demo, ' in stderr and ' seq187, ' in stderr
 
 
 def test_bad_sequence_is_one_line_and_leaves_the_workdir(tmp_path):
@@ -183,3 +184,12 @@ def test_missing_sequence_is_explained():
   config = default.get_config()
   with pytest.raises(configuration.ConfigError, match='data.path'):
     configuration.validate(config)
+
+
+def test_every_shipped_config_loads_by_name():
+  """A new configs/*.py must import the default as `from configs import default` to load from any folder."""
+  names = config_files.shipped_names()
+  assert {'default', 'demo', 'seq187'} <= set(names)
+  for name in names:
+    config = config_files.ConfigParser('config').parse(name)
+    assert config.to_dict().keys() == default.get_config().to_dict().keys(), name

@@ -12,6 +12,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 import trimesh
 
+from ngd_jax import body as body_lib
 from ngd_jax import configuration
 from ngd_jax import data
 from ngd_jax.data import capture
@@ -130,6 +131,17 @@ def test_template_built_from_an_smpl_layout_body(clip, tmp_path):
   rest = np.asarray(seq.body.rest_vertices)
   assert len(template.faces) > 100
   assert rest[:, 1].min() < template.vertices[:, 1].min() < template.vertices[:, 1].max() < rest[:, 1].max()
+
+
+def test_a_body_no_template_fits_is_refused_naming_template():
+  """A body around which no template fits (a thin spike): one message naming --template."""
+  spike = body_lib.BodyData(
+      rest_vertices=np.array([[0, 0, 0], [0.3, 0, 0], [0, 1.7, 0], [0, 0, 0.3]], np.float32),
+      faces=np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], np.int32),
+      skinning_weights=np.ones((4, 1), np.float32), transforms=np.tile(np.eye(4, dtype=np.float32), (1, 1, 1, 1)),
+      pose=np.zeros((1, 3), np.float32))
+  message = _refusal(capture.build_template, spike, 'skirt')
+  assert message.startswith('--template_garment: no skirt template') and '--template=PATH' in message
 
 
 def _refusal(fn, *args, **kwargs) -> str:

@@ -191,6 +191,12 @@ def test_skirt_ignores_hands_hanging_by_the_hips(joint_names):
 
 
 def test_body_template_errors():
+  # A body that is no standing human (a thin spike) has no surface between the cut heights.
+  spike = np.array([[0, 0, 0], [0.3, 0, 0], [0, 1.7, 0], [0, 0, 0.3]], np.float64)
+  spike_faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+  for garment in ('skirt', 'tshirt'):
+    with pytest.raises(templates.orientation.TemplateError, match='no surface between the cut heights'):
+      templates.body_template(spike, spike_faces, np.ones((4, 1)), None, garment, 0.02, 0.04)
   vertices, faces, weights = _body()
   with pytest.raises(ValueError, match='Unknown garment'):
     templates.body_template(vertices, faces, weights, _JOINTS, 'hat', 0.02, 0.04)

@@ -672,8 +672,12 @@ def convert(clip: Clip, track: BodyTrack, inputs: Inputs, smpl_model: str, out: 
 def build_template(body: body_lib.BodyData, garment: str) -> tuple[np.ndarray, np.ndarray]:
   """Host: (vertices f32 [V, 3], faces i32 [F, 3]) of the body template of `garment` (one of
   geometry.GARMENTS) around the body's rest mesh, as config.template.source='body' builds it."""
-  built = geometry.body_template(body.rest_vertices, body.faces, body.skinning_weights, body.joint_names,
-                                 garment, offset=TEMPLATE_OFFSET, edge_length=TEMPLATE_EDGE)
+  try:
+    built = geometry.body_template(body.rest_vertices, body.faces, body.skinning_weights, body.joint_names,
+                                   garment, offset=TEMPLATE_OFFSET, edge_length=TEMPLATE_EDGE)
+  except geometry.TemplateError as e:
+    raise CaptureError('--template_garment', f'no {garment} template can be built around the body ({e})',
+                       'pass a garment mesh in the body\'s rest space with --template=PATH') from e
   return built.vertices, built.faces
 
 

@@ -168,6 +168,12 @@ def _signed_distance(points: np.ndarray, body: _Body) -> np.ndarray:
   return np.where(inside, -1.0, 1.0) * np.sqrt(squared)
 
 
+def _no_surface(body: _Body, low: float, high: float) -> str:
+  return (f'body template: the body has no surface between the cut heights {low - body.floor:.2f} and '
+          f'{high - body.floor:.2f} m above its soles (it is {body.height:.2f} m tall); the builder needs a '
+          'standing human body in metres, y up')
+
+
 def _trunk_between(body: _Body, low: float, high: float, hip: float,
                    axis: np.ndarray) -> trimesh.Trimesh:
   """Host: the body's surface between two heights, without the arms.
@@ -178,6 +184,8 @@ def _trunk_between(body: _Body, low: float, high: float, hip: float,
   """
   heights = body.vertices[body.faces, 1]
   faces = body.faces[(heights.min(axis=1) >= low) & (heights.max(axis=1) <= high)]
+  if not len(faces):
+    raise orientation.TemplateError(_no_surface(body, low, high))
   band = trimesh.Trimesh(body.vertices, faces, process=False)
   band.remove_unreferenced_vertices()
   _, labels = scipy.sparse.csgraph.connected_components(band.edges_sparse, directed=False)
@@ -255,6 +263,8 @@ def _offset_surface(body: _Body, low: float, high: float, offset: float,
   """Host: the surface at distance `offset` outside the body, between two heights (+ margin)."""
   margin = 2 * offset + 2 * spacing
   inside = (body.vertices[:, 1] > low - margin) & (body.vertices[:, 1] < high + margin)
+  if not inside.any():
+    raise orientation.TemplateError(_no_surface(body, low, high))
   lower = body.vertices[inside].min(axis=0) - margin
   upper = body.vertices[inside].max(axis=0) + margin
   lower[1], upper[1] = low - margin, high + margin

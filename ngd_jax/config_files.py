@@ -118,14 +118,19 @@ def check_overrides(config: ml_collections.ConfigDict, argv: list[str], name: st
 class ConfigParser(ml_config_flags.ConfigFileFlagParser):
   """ml_collections' config file parser, also taking shipped names and a run's config.json."""
 
-  def parse(self, path: str) -> ml_collections.ConfigDict:
-    path = resolve(path)
+  def parse(self, argument: str) -> ml_collections.ConfigDict:
+    path = resolve(argument)
     if path.endswith('.json'):
       config = load_json(path)
       if self._lock_config:
         config.lock()
     else:
-      config = super().parse(path)
+      try:
+        config = super().parse(path)
+      except (TypeError, ValueError) as e:  # Raised by the file's get_config; ml_collections adds its traceback.
+        raise ConfigFileError(
+            f'--config={argument}: get_config failed: {str(e).strip().splitlines()[-1]}. Fix: correct the file; a '
+            'config that takes an argument is passed as --config=NAME:ARGUMENT (e.g. dress4d:skirt).') from e
     if isinstance(config, ml_collections.ConfigDict):  # Otherwise ml_collections' file error, raised at first use.
       check_overrides(config, sys.argv, self.name)
     return config

@@ -130,6 +130,8 @@ def test_missing_config_file_is_one_line(tmp_path):
     (['--config=demoo', '--workdir=w'], '--config=demoo: neither a file nor a shipped config. Fix: pass one of '),
     (['--workdir=w'], '--config: missing. Fix: pass one of '),
     (['--config=w/config.json'], '--config=w/config.json: unreadable ('),
+    (['--config=dress4d'], "--config=dress4d: get_config failed: TypeError: get_config() missing 1 required "
+                           "positional argument: 'garment'. Fix: correct the file; a config that takes an argument"),
 ])
 def test_no_config_is_one_line(tmp_path, args, message):
   stderr = _one_line_error(_run_main(*args, cwd=tmp_path))

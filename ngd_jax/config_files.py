@@ -4,7 +4,7 @@ The shipped configs (the repository's configs/ folder) are installed as the top-
 `configs`, so `--config=demo` finds configs/demo.py from any folder; each file imports the default
 as `from configs import default`. A workdir's config.json is laid over configs/default.py, so its
 values keep the default's types (tuples stay tuples). Mistyped `--config.*` keys are refused here,
-before ml_collections meets them, with one line naming the key and the nearest existing ones.
+before ml_collections meets them, with one line naming the key and the nearest existing one.
 Key listing (`--list_config`) reads each key's comment from configs/default.py's own source.
 """
 
@@ -65,13 +65,13 @@ def _default() -> ml_collections.ConfigDict:
   return importlib.import_module(f'{SHIPPED_PACKAGE}.default').get_config()
 
 
-def _leaves(value: Any, prefix: str = '') -> dict[str, Any]:
-  """{'a.b': leaf} of nested dicts (or ConfigDicts)."""
+def leaves(value: Any, prefix: str = '') -> dict[str, Any]:
+  """{'a.b': leaf} of nested dicts or ConfigDicts (a config, or its JSON)."""
   if not isinstance(value, (dict, ml_collections.ConfigDict)):
     return {prefix: value}
   out = {}
   for key, item in value.items():
-    out.update(_leaves(item, f'{prefix}.{key}' if prefix else key))
+    out.update(leaves(item, f'{prefix}.{key}' if prefix else key))
   return out
 
 
@@ -79,11 +79,11 @@ def load_json(path: str) -> ml_collections.ConfigDict:
   """A run's config.json laid over configs/default.py (JSON lists become the default's tuples)."""
   try:
     with open(path) as f:
-      saved = _leaves(json.load(f))
+      saved = leaves(json.load(f))
   except (OSError, ValueError) as e:
     raise ConfigFileError(f'--config={path}: unreadable ({e}). Fix: pass a config.json written by a run.') from e
   config = _default()
-  known = _leaves(config)
+  known = leaves(config)
   unknown = sorted(saved.keys() - known.keys())
   if unknown:
     raise ConfigFileError(f'--config={path}: keys this version does not have: {", ".join(unknown)}. Fix: use the '
@@ -140,7 +140,8 @@ def with_run_config(argv: list[str]) -> list[str]:
   """`argv` with --config=WORKDIR/config.json added when it names no --config but a --workdir holding one."""
   if any(re.match(r'-{1,2}config(=|$)', arg) for arg in argv):
     return argv
-  workdirs = [arg.split('=', 1)[1] for arg in argv if re.match(r'-{1,2}workdir=', arg)]
+  workdirs = [arg.split('=', 1)[1] if '=' in arg else following
+              for arg, following in zip(argv, argv[1:] + ['']) if re.match(r'-{1,2}workdir(=|$)', arg)]
   if workdirs and os.path.isfile(os.path.join(workdirs[-1], RUN_CONFIG)):
     return argv[:1] + [f'--config={os.path.join(workdirs[-1], RUN_CONFIG)}'] + argv[1:]
   return argv
@@ -179,7 +180,7 @@ def listing(config: ml_collections.ConfigDict) -> str:
   with open(resolve('default')) as f:
     notes = comments(f.read())
   rows = []
-  for key, value in _leaves(config).items():
+  for key, value in leaves(config).items():
     note = notes.get(key, '')
     rows.append(f'{key} = {value!r}' + (f'  # {note}' if note else ''))
   return '\n'.join(rows)

@@ -17,6 +17,7 @@ from typing import Any
 
 import ml_collections
 
+from ngd_jax import config_files
 from ngd_jax import errors
 from ngd_jax import files
 from ngd_jax import pipeline
@@ -28,7 +29,7 @@ from ngd_jax import pipeline
 # evaluation and export.
 FREE_KEYS = ('data.path', 'data.synthetic_preset', 'train.log_every_steps', 'train.image_every_steps',
              'train.checkpoint_every_steps', 'train.keep_checkpoints', 'train.device_frames_max_gb', 'eval', 'export')
-CONFIG_FILE = 'config.json'
+CONFIG_FILE = config_files.RUN_CONFIG
 FINGERPRINT_FILE = 'sequence_fingerprint.json'
 _HASHED = ('sequence.json', 'body.npz', 'template.obj')
 _EXAMPLES = 3  # File names quoted per kind of difference.
@@ -47,22 +48,13 @@ def sequence_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
   return {'files': sizes, 'sha256': digests}
 
 
-def _flatten(value: Any, prefix: str = '') -> dict[str, Any]:
-  if not isinstance(value, dict):
-    return {prefix: value}
-  out = {}
-  for key, item in value.items():
-    out.update(_flatten(item, f'{prefix}.{key}' if prefix else key))
-  return out
-
-
 def _is_free(key: str) -> bool:
   return any(key == free or key.startswith(free + '.') for free in FREE_KEYS)
 
 
 def config_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
   """'key: old -> new' for every key outside FREE_KEYS whose value differs (JSON dicts of configs)."""
-  old, new = _flatten(recorded), _flatten(current)
+  old, new = config_files.leaves(recorded), config_files.leaves(current)
   absent = '(absent)'
   return [f'{key}: {old.get(key, absent)!r} -> {new.get(key, absent)!r}'
           for key in sorted(old.keys() | new.keys())

@@ -41,7 +41,7 @@ def test_list_config_has_every_key_its_value_and_its_comment_in_default_py():
     comments = config_files.comments(f.read())
   config = seq187.get_config()
   rows = _listed(config_files.listing(config))
-  leaves = {key: value for key, value in config_files._leaves(config).items()}  # pylint: disable=protected-access
+  leaves = config_files.leaves(config)
   assert rows.keys() == leaves.keys()
   for key, value in leaves.items():
     assert rows[key] == (repr(value), comments[key]) and comments[key], key
@@ -83,7 +83,7 @@ def _recorded_run(tmp_path):
 
 def test_a_workdir_alone_brings_its_config(tmp_path):
   run = _recorded_run(tmp_path)
-  for args in ([f'--workdir={run}'], [f'--config={run}/config.json']):
+  for args in ([f'--workdir={run}'], ['--workdir', str(run)], [f'--config={run}/config.json']):
     result = _run_main(*args, '--list_config', '--config.eval.max_frames=2', cwd=tmp_path)
     rows = _listed(result.stdout)
     assert result.returncode == 0, result.stderr

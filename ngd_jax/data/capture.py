@@ -184,7 +184,8 @@ def open_video(path: str | pathlib.Path) -> Clip:
     reader.close()
     count, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
   except (RuntimeError, OSError, StopIteration) as e:
-    raise CaptureError(path, f'ffmpeg cannot decode it ({e})', 're-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4') from e
+    raise CaptureError(path, f'ffmpeg cannot decode it ({e})',
+                       're-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4') from e
   width, height = meta['size']
   return Clip(path, tuple(f'{t:06d}' for t in range(count)), (height, width), float(meta.get('fps') or 0) or None,
               True)
@@ -408,8 +409,9 @@ class MaskSource:
     values = np.unique(a)
     if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
       if a.dtype.kind in 'iu' and values.max() < 64 and len(values) > 2:
+        labels_flag = '--mask_labels' if self.flag == '--masks' else '--hand_labels'
         raise CaptureError(path, f'looks like a label map (values {values[:8].tolist()}...), not a binary mask',
-                           f'name the garment classes with {"--mask_labels" if self.flag == "--masks" else "--hand_labels"}')
+                           f'name the garment classes with {labels_flag}')
       return a > (127 if values.max() > 1 else 0), None
     return a > 0, None
 
@@ -609,7 +611,7 @@ def convert(clip: Clip, track: BodyTrack, inputs: Inputs, smpl_model: str, out: 
 
   with sequence.SequenceWriter(out, overwrite=overwrite) as writer:
     # Pass 1: checks on every frame, before anything is written.
-    agreement, failing, overlaps, encoding = Agreement(), [], [], ('', '')
+    agreement, failing, overlaps, encoding = Agreement(), [], [], importing.NormalEncoding('', '')
     for t, i in enumerate(indices):
       name = stem(clip.names[i])
       masks = _frame_masks(inputs, name, clip.size, person, i)
@@ -628,8 +630,8 @@ def convert(clip: Clip, track: BodyTrack, inputs: Inputs, smpl_model: str, out: 
         path = inputs.estimate(inputs.normals, name)
         if t == 0:
           encoding = importing.resolve_normal_encoding(path, masks.garment, inputs.normals_encoding)
-          logging.info('Normal maps %s decoded as %s (%s).', inputs.normals, *encoding)
-        raw = importing.load_normal_estimate(path, masks.garment, encoding[0], 'opencv')
+          logging.info('Normal maps %s decoded as %s (%s).', inputs.normals, encoding.name, encoding.reason)
+        raw = importing.load_normal_estimate(path, masks.garment, encoding.name, 'opencv')
         agreement.add_normals(raw, seen.normal, region & (np.linalg.norm(raw, axis=-1) > 0.5))
       if inputs.depth:
         agreement.add_depth(importing.load_depth_estimate(inputs.estimate(inputs.depth, name), masks.garment,
@@ -651,7 +653,7 @@ def convert(clip: Clip, track: BodyTrack, inputs: Inputs, smpl_model: str, out: 
       garment_mask = sequence.resize_mask(masks.garment, size)
       normal = depth = None
       if matrix is not None:
-        normal = importing.load_normal_estimate(inputs.estimate(inputs.normals, name), garment_mask, encoding[0],
+        normal = importing.load_normal_estimate(inputs.estimate(inputs.normals, name), garment_mask, encoding.name,
                                                 'opencv') @ matrix.T
       if inputs.depth:
         depth = importing.load_depth_estimate(inputs.estimate(inputs.depth, name), garment_mask, report.depth_kind)
@@ -661,7 +663,7 @@ def convert(clip: Clip, track: BodyTrack, inputs: Inputs, smpl_model: str, out: 
                  for c in cameras)
     source = (f'{track.source}; frames {clip.path.name} {clip.names[indices[0]]}..{clip.names[indices[-1]]} '
               f'stride {stride}; SMPL shape = mean of {len(indices)} per-frame betas; body-mask overlap >= '
-              f'{report.min_overlap:.2f}; normals: {_normals_source(inputs, report, encoding[1])}; depth: '
+              f'{report.min_overlap:.2f}; normals: {_normals_source(inputs, report, encoding.reason)}; depth: '
               f'{_depth_source(inputs, report)}; template: {template or "built from the body, " + template_garment}')
     writer.finish(camera=cameras[0] if static else None, cameras=None if static else cameras, body=body,
                   fps=(clip.fps or fps) / stride, garment=garment, source=source, template=template_mesh)
@@ -681,7 +683,7 @@ def build_template(body: body_lib.BodyData, garment: str) -> tuple[np.ndarray, n
   return built.vertices, built.faces
 
 
-def _decide(agreement: Agreement, inputs: Inputs, min_overlap: float, encoding: tuple[str, str]) -> Report:
+def _decide(agreement: Agreement, inputs: Inputs, min_overlap: float, encoding: importing.NormalEncoding) -> Report:
   """Host: the normal axes and depth kind from the statistics; CaptureError when they match nothing, or
   when a second normal convention agrees nearly as well (then neither is certain)."""
   axes, best, runner_up = '', 0.0, 0.0
@@ -690,7 +692,7 @@ def _decide(agreement: Agreement, inputs: Inputs, min_overlap: float, encoding: 
     order = np.argsort(scores)[::-1]
     best, runner_up = float(scores[order[0]]), float(scores[order[1]])
     axes = describe_axes(signed_permutations()[order[0]])
-    decoded = f'decoded as {encoding[0]} ({encoding[1]})'
+    decoded = f'decoded as {encoding.name} ({encoding.reason})'
     if agreement.normal_pixels == 0 or best < MIN_NORMAL_AGREEMENT:
       raise CaptureError(inputs.normals, f'the normal maps ({decoded}) agree with the fitted body\'s normals under '
                          f'no axis convention: best mean cosine {best:.2f} (axes {axes}) over '
@@ -717,7 +719,7 @@ def _decide(agreement: Agreement, inputs: Inputs, min_overlap: float, encoding: 
                          f'correlation {rho:.2f} over {len(agreement.depth_rho)} frames, need |rho| >= '
                          f'{MIN_DEPTH_RANK}', 'give depth (or disparity) maps of these frames from an estimator')
     kind = 'depth' if rho > 0 else 'disparity'
-  return Report(encoding[0], axes, best, runner_up, kind, rho, min_overlap)
+  return Report(encoding.name, axes, best, runner_up, kind, rho, min_overlap)
 
 
 def _normals_source(inputs: Inputs, report: Report, why: str) -> str:

@@ -414,13 +414,13 @@ def _estimate_file(folder: str, frame: str) -> pathlib.Path:
 
 
 def _normal_and_depth(view: View, frame: str, options: ImportOptions,
-                      encoding: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+                      encoding: importing.NormalEncoding) -> tuple[np.ndarray | None, np.ndarray | None]:
   """Host: the frame's normal and depth maps at the view's size, per the options (None = not imported)."""
   mask = view.masks.garment
   normal = depth = None
   if options.normals:
     normal = view.scan.normal if options.normals == 'oracle' else importing.load_normal_estimate(
-        _estimate_file(options.normals, frame), mask, encoding, options.normals_axes)
+        _estimate_file(options.normals, frame), mask, encoding.name, options.normals_axes)
   if options.depth:
     depth = view.scan.depth if options.depth == 'oracle' else importing.load_depth_estimate(
         _estimate_file(options.depth, frame), mask, options.depth_kind)
@@ -464,7 +464,7 @@ def convert(take_path: str | pathlib.Path, out: str | pathlib.Path, garment: str
   # One shape per subject (4D-Dress repeats it per frame).
   body = body_lib.bake_smpl(model, params.poses, params.betas.mean(axis=0), params.transl)
   hands = hand_joint_positions(model, body)
-  encoding = normals_source = ''
+  encoding, normals_source = importing.NormalEncoding('', ''), ''
   with sequence.SequenceWriter(out, overwrite=overwrite) as writer:
     for t, frame in enumerate(frames):
       scan = scan if t == 0 else read_scan(take, frame)
@@ -476,9 +476,9 @@ def convert(take_path: str | pathlib.Path, out: str | pathlib.Path, garment: str
         raise DatasetError(f'{take.image_path(camera, frame)}: the {garment} is not visible from camera '
                            f'{camera} in frame {frame} (empty garment mask); leave the frame out.')
       if t == 0 and options.normals not in ('', 'oracle'):
-        encoding, why = importing.resolve_normal_encoding(_estimate_file(options.normals, frame),
-                                                          main.masks.garment, options.normals_encoding)
-        normals_source = f' decoded as {encoding} ({why}), axes {options.normals_axes}'
+        encoding = importing.resolve_normal_encoding(_estimate_file(options.normals, frame), main.masks.garment,
+                                                     options.normals_encoding)
+        normals_source = f' decoded as {encoding.name} ({encoding.reason}), axes {options.normals_axes}'
         logging.info('Normal maps %s:%s.', options.normals, normals_source)
       normal, depth = _normal_and_depth(main, frame, options, encoding)
       writer.add_frame(main.rgb, main.masks.garment, hands=main.masks.hands, normal=normal, depth=depth)

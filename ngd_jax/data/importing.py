@@ -40,6 +40,13 @@ NORMAL_UNIT_TOLERANCE = 0.05
 MIN_UNIT_NORMALS = 0.9
 
 
+class NormalEncoding(NamedTuple):
+  """How a folder's normal maps are decoded: name (one of NORMAL_ENCODINGS but 'auto') and why."""
+
+  name: str
+  reason: str
+
+
 class InputError(errors.UserError, ValueError):
   """An importer's input that cannot be used (base of dress4d.DatasetError and capture.CaptureError);
   the message names the file and the fix."""
@@ -138,24 +145,25 @@ def _read_estimate(path: pathlib.Path) -> np.ndarray:
     raise InputError(f'{path}: not a readable estimate ({e}). Fix: write it again (np.save or a PNG).') from e
 
 
-def resolve_normal_encoding(path: pathlib.Path, mask: np.ndarray, encoding: str) -> tuple[str, str]:
-  """Host: (encoding, why) for the normal maps whose first file is `path` (module docstring).
+def resolve_normal_encoding(path: pathlib.Path, mask: np.ndarray, encoding: str) -> NormalEncoding:
+  """Host: the encoding of the normal maps whose first file is `path` (module docstring).
 
   mask: bool [H, W], the garment at the output size: 'auto' looks at the values there.
   """
   if encoding not in NORMAL_ENCODINGS:
     raise ValueError(f'normals encoding {encoding!r}; expected one of {NORMAL_ENCODINGS}.')
   if encoding != 'auto':
-    return encoding, 'as given by --normals_encoding'
+    return NormalEncoding(encoding, 'as given by --normals_encoding')
   raw = _read_estimate(path)
   if raw.dtype in (np.uint8, np.uint16):
     bits = 8 * raw.dtype.itemsize
-    return f'png{bits}', f'auto: {path.name} holds {bits}-bit integers'
+    return NormalEncoding(f'png{bits}', f'auto: {path.name} holds {bits}-bit integers')
   garment = raw[..., :3][sequence.resize_mask(mask, raw.shape[:2])] if raw.ndim == 3 else raw
   lowest = float(np.min(garment)) if garment.size else 0.0
   if lowest < 0:
-    return 'signed', f'auto: {path.name} has negative values on the garment (min {lowest:.2f})'
-  return 'unsigned', f'auto: {path.name} has no negative value on the garment (min {lowest:.2f}), so [0, 1]'
+    return NormalEncoding('signed', f'auto: {path.name} has negative values on the garment (min {lowest:.2f})')
+  return NormalEncoding('unsigned', f'auto: {path.name} has no negative value on the garment (min {lowest:.2f}), '
+                        'so [0, 1]')
 
 
 def load_normal_estimate(path: pathlib.Path, mask: np.ndarray, encoding: str, axes: str) -> np.ndarray:

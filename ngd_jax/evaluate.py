@@ -158,9 +158,11 @@ def log_to_tensorboard(reporter: reporting.Reporter, result: Mapping[str, Any], 
     reporter.image(step, f'{PICTURE_PREFIX}/{name}', picture)
 
 
-def evaluate_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """--mode=eval: restore, measure, write workdir/metrics.json and TensorBoard, print the table."""
-  trained = trained_lib.load_trained(config, workdir)
+def evaluate_run(config: ml_collections.ConfigDict, workdir: str,
+                 trained: trained_lib.Trained | None = None) -> dict[str, Any]:
+  """Measures `trained` (the end of training passes the run it has) or, for --mode=eval, the workdir's
+  restored checkpoint; writes workdir/metrics.json and TensorBoard, prints the table."""
+  trained = trained_lib.load_trained(config, workdir) if trained is None else trained
   result = evaluate_trained(trained)
   files.write_json(os.path.join(workdir, 'metrics.json'), result)
   reporter = reporting.Reporter(os.path.join(workdir, 'tensorboard'))

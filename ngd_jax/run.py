@@ -39,7 +39,7 @@ class Constants(NamedTuple):
 class GeometryState(NamedTuple):
   """Everything the geometry phase needs to continue; what orbax saves (mesh arrays padded)."""
 
-  step: Int[Array, '']  # Steps done (one frame per step).
+  step: Int[Array, '']  # Geometry steps done (train.frames_per_step frames each).
   params: dict[str, Any]  # {'static': J^S [Fc, 3, 3] (displacement: offsets [Vc, 3]), 'dynamic': field variables}.
   opt_state: Any
   rest_vertices: Float[Array, 'Vc 3']  # Current template (after remeshes), padded.
@@ -154,6 +154,20 @@ class Run:
                             jnp.asarray(self.bank.transforms))
     return np.asarray(posed)
 
+  @property
+  def steps_per_epoch(self) -> int:
+    """Geometry steps in an epoch (every training frame once, train.frames_per_step a step)."""
+    return self.bank.num_frames // self.config.train.frames_per_step
+
+  def epoch_of(self, step: int) -> int:
+    """Host: the geometry epoch that step `step` (0-based) trains in."""
+    return step // self.steps_per_epoch
+
+  def last_epoch(self, state: GeometryState) -> int:
+    """Host: the epoch of the state's last step (-1 before any): the blend weight and J^D it was trained with,
+    hence the garment it gives (previews, evaluation, export)."""
+    return self.epoch_of(int(state.step) - 1)
+
   def pose_codes(self, constants: Constants) -> np.ndarray:
     """Host: the geometry pose code of every training frame, float32 [T, P]."""
     return np.asarray(geometry.pose_code(constants.pose_pca, jnp.asarray(self.bank.pose)), np.float32)
@@ -254,10 +268,11 @@ def deform_all_frames(run: Run, state: GeometryState, mesh: model_lib.GarmentMes
 
 
 def posed_frames(run: Run, result: GeometryResult) -> Mesh:
-  """Host loop: the final posed garment of every training frame (vertices float32 [T, V, 3])."""
+  """Host loop: the posed garment of every training frame as the state's last step made it (vertices float32
+  [T, V, 3])."""
   vertices, faces = unpadded_template(result.state)
-  dynamic = run.config.train.num_epochs > run.config.train.warmup_epochs
-  epoch = int(result.state.step) // run.bank.num_frames
+  epoch = run.last_epoch(result.state)
+  dynamic = epoch >= run.config.train.warmup_epochs
   posed = deform_all_frames(run, result.state, result.mesh, result.constants, epoch, dynamic).posed
   return Mesh(posed[:, : len(vertices)], faces)
 

@@ -6,7 +6,7 @@ train_and_evaluate is the table of contents of a run:
   3. geometry epochs (warm-up on J^S, then J^S + f_G), remeshing at the configured epochs
      (remeshing.py);
   4. appearance epochs (texturing.py) on the frozen geometry;
-  5. evaluation (evaluate.py), metrics.json.
+  5. evaluation of the trained state as it is in memory (evaluate.py), metrics.json.
 
 Resume order: the checkpoint's meta says the phase; its state holds the step (and so the epoch
 and the position inside the epoch's permutation), parameters, optimiser state, the current
@@ -273,8 +273,9 @@ def step_settings(run: run_lib.Run) -> StepSettings:
                       run.use_depth, devices, not run.frames_resident)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Trains geometry then appearance (resuming from workdir), evaluates, writes metrics.json."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trained_lib.Trained:
+  """Trains geometry then appearance (resuming from workdir), evaluates the trained state (in memory, as
+  it was saved last), writes metrics.json; returns what it trained."""
   configuration.validate(config)
   # Nothing in the workdir is written before the inputs are validated (the sequence as it is read,
   # its cameras against the skinned template here) and the workdir's record matches this run.
@@ -290,13 +291,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> None:
     if restored is not None:
       reporter.write(f'Resumed from checkpoint {checkpointer.latest_step()} ({restored.meta["phase"]} phase).')
     geometry_result = train_geometry(run, checkpointer, reporter, restored)
+    appearance = None
     if config.appearance.enabled:
-      texturing.train_appearance(run, geometry_result, checkpointer, reporter,
-                                 restored.appearance if restored is not None else None)
+      appearance = texturing.train_appearance(run, geometry_result, checkpointer, reporter,
+                                              restored.appearance if restored is not None else None)
+    last_saved = checkpointer.latest_step()
   finally:
     reporter.close()
     checkpointer.close()
-  evaluate.evaluate_run(config, workdir)
+  trained = trained_lib.pose_trained(run, geometry_result, appearance, last_saved)
+  evaluate.evaluate_run(config, workdir, trained)
+  return trained
 
 
 def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, reporter: reporting.Reporter,
@@ -309,8 +314,7 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
   host keeps its own copies of the counters it needs (step, faces, epoch of the last remesh).
   """
   config, bank = run.config, run.bank
-  frames_per_step = config.train.frames_per_step
-  steps_per_epoch = bank.num_frames // frames_per_step
+  frames_per_step, steps_per_epoch = config.train.frames_per_step, run.steps_per_epoch
   total_steps = config.train.num_epochs * steps_per_epoch
   if restored is None:
     constants = run.fit_constants()
@@ -392,7 +396,7 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
 def preview(run: run_lib.Run, state: run_lib.GeometryState, mesh: model_lib.GarmentMesh,
             constants: run_lib.Constants, t: int) -> np.ndarray:
   """Host: target | rendered | error of the supervised image, [H, 3W, C] in [0, 1], for TensorBoard."""
-  epoch = int(state.step) // (run.bank.num_frames // run.config.train.frames_per_step)
+  epoch = run.last_epoch(state)
   blend = np.float32(run_lib.blend_weight(run.config, epoch, int(state.blend_start_epoch)))
   frame = pipeline.frame_inputs(run.bank, t, run.pose_codes(constants)[t])
   dynamic = epoch >= run.config.train.warmup_epochs

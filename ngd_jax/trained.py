@@ -1,10 +1,9 @@
-"""Host: a run restored from its workdir, and posed per frame: what training resumes from and what
-evaluation and export read.
+"""Host: a run restored from its workdir (what training resumes from, and --mode=eval and export read),
+and a trained run posed per frame (what evaluation and export measure and write).
 
 Imports flow run -> texturing -> trained -> views -> evaluate / export (WORKSPACE.md, "Layers").
 """
 
-import os
 from typing import Any, NamedTuple
 
 import jax
@@ -32,9 +31,9 @@ def restore_run(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer,
                 step: int | None = None) -> Restored | None:
   """Host: restores checkpoint `step` (default latest) of the workdir, or None if there is none.
 
-  The meta item says which phase wrote it, hence which items the state holds.
+  The meta item says which phase wrote it, hence which items the state holds. The caller has checked
+  the workdir against the run (workdir.check, once per command).
   """
-  workdir_lib.check(run.config, run.inputs.sequence.path, os.path.dirname(checkpointer.directory))
 
   def template_of(meta: dict[str, Any]) -> dict[str, Any]:
     constants = run.fit_constants()
@@ -55,19 +54,28 @@ def restore_run(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer,
 
 
 class Trained(NamedTuple):
-  """A restored run: inputs, geometry and (if trained) appearance."""
+  """A trained run (just trained, or restored): inputs, geometry and (if trained) appearance."""
 
   run: run_lib.Run
   geometry: run_lib.GeometryResult
   appearance: texturing.AppearanceState | None
   posed: np.ndarray  # float32 [T, V, 3], final garment per training frame.
   faces: np.ndarray  # int32 [F, 3]
-  step: int  # The restored checkpoint's step: where evaluation's TensorBoard entries go.
+  step: int  # The checkpoint's step: where evaluation's TensorBoard entries go.
+
+
+def pose_trained(run: run_lib.Run, geometry: run_lib.GeometryResult, appearance: texturing.AppearanceState | None,
+                 step: int) -> Trained:
+  """Host: poses the garment per training frame (what evaluation and export read)."""
+  posed, faces = run_lib.posed_frames(run, geometry)
+  return Trained(run, geometry, appearance, posed, faces, step)
 
 
 def load_trained(config: ml_collections.ConfigDict, workdir: str) -> Trained:
-  """Host: restores checkpoint eval.checkpoint_step (-1: latest) and poses the garment per frame."""
+  """Host: --mode=eval and export: checks the workdir, restores checkpoint eval.checkpoint_step (-1: latest)
+  and poses the garment per frame."""
   run = run_lib.Run(config, pipeline.load_inputs(config))
+  workdir_lib.check(config, run.inputs.sequence.path, workdir)
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.train.keep_checkpoints)
   step = None if config.eval.checkpoint_step < 0 else config.eval.checkpoint_step
   try:
@@ -80,5 +88,4 @@ def load_trained(config: ml_collections.ConfigDict, workdir: str) -> Trained:
     raise checkpoint_lib.CheckpointError(f'{checkpointer.directory}: no checkpoint. Fix: train first (--mode=train).')
   geometry = run_lib.GeometryResult(restored.constants, restored.geometry, run.mesh_of_state(restored.geometry),
                                     restored.meta)
-  posed, faces = run_lib.posed_frames(run, geometry)
-  return Trained(run, geometry, restored.appearance, posed, faces, int(restored_step))
+  return pose_trained(run, geometry, restored.appearance, int(restored_step))

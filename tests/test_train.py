@@ -10,6 +10,7 @@ import os
 import pathlib
 import shutil
 
+import imageio.v3 as iio
 import jax
 import numpy as np
 import pytest
@@ -18,9 +19,13 @@ from ngd_jax import checkpoint
 from ngd_jax import data
 from ngd_jax import evaluate
 from ngd_jax import export
+from ngd_jax import images
 from ngd_jax import loop
+from ngd_jax import pipeline
 from ngd_jax import reporting
+from ngd_jax import run as run_lib
 from ngd_jax import train
+from ngd_jax import trained as trained_lib
 from ngd_jax import workdir as workdir_lib
 from tests.train_fixtures import placed_step_inputs
 from tests.train_fixtures import sequence_path  # pylint: disable=unused-import  (module fixture)
@@ -92,11 +97,77 @@ def test_run_writes_metrics_and_remeshes(uninterrupted, sequence_path):
   assert _STEP_COMPILES['uninterrupted'] <= 3
 
 
+def obj_arrays(path):
+  """The vertices (float64 [V, 3]) and 0-based faces (int [F, 3]) of an OBJ written by export.write_obj."""
+  lines = [line.split() for line in pathlib.Path(path).read_text().splitlines()]
+  return (np.array([line[1:] for line in lines if line[0] == 'v'], np.float64),
+          np.array([line[1:] for line in lines if line[0] == 'f'], np.int64) - 1)
+
+
 def test_export_writes_every_product(uninterrupted, sequence_path):
-  export.export_run(tiny_config(sequence_path), uninterrupted)
-  for name in ('garment.glb', 'garment_textured.obj', 'texture.png', 'meshes/canonical.obj',
-               'meshes/posed/000000.obj', 'previews/grid.png', 'previews/preview.gif'):
-    assert os.path.getsize(os.path.join(uninterrupted, name)) > 0, name
+  """The export holds the restored run's posed and canonical garment, its texture and one animation
+  frame per training frame (the writers' formats are tests/test_export.py's)."""
+  config = tiny_config(sequence_path)
+  export.export_run(config, uninterrupted)
+  trained = trained_lib.load_trained(config, uninterrupted)
+  names = [trained.run.inputs.sequence.frames[int(i)] for i in trained.run.bank.indices]
+  for t, name in enumerate(names):
+    vertices, faces = obj_arrays(os.path.join(uninterrupted, 'meshes', 'posed', f'{name}.obj'))
+    np.testing.assert_allclose(vertices, trained.posed[t], rtol=1e-7, atol=1e-7)
+    np.testing.assert_array_equal(faces, trained.faces)
+  canonical, canonical_faces = obj_arrays(os.path.join(uninterrupted, 'meshes', 'canonical.obj'))
+  np.testing.assert_array_equal(canonical_faces, trained.faces)
+  assert canonical.shape == trained.posed[0].shape
+  texture = np.clip(np.asarray(trained.appearance.params['static']), 0.0, 1.0)
+  np.testing.assert_array_equal(iio.imread(os.path.join(uninterrupted, 'texture.png')), images.to_uint8(texture))
+  assert iio.imread(os.path.join(uninterrupted, 'previews', 'preview.gif'), index=None).shape[0] == len(names)
+  with open(os.path.join(uninterrupted, 'garment.glb'), 'rb') as f:
+    assert f.read(4) == b'glTF'
+
+
+def test_two_frames_per_step_end_mid_blend(sequence_path, tmp_path, monkeypatch):
+  """2 frames per step (3 epochs of 2 steps), a remesh after epoch 0 blended in over 2 epochs: training
+  ends with the blend under way (network weight 1/2). Evaluation right after training (the state in
+  memory), --mode=eval and export (restored) pose the garment with the last step's blend weight, and
+  training and restoring each check the workdir once."""
+  config = tiny_config(sequence_path)
+  config.train.frames_per_step, config.train.num_epochs, config.train.warmup_epochs = 2, 3, 0
+  config.remesh.epochs, config.remesh.blend_epochs = (1,), 2
+  config.appearance.enabled = False
+  config.train.image_every_steps, config.export.preview_frames = 100, 0  # No pictures: not what this tests.
+  workdir = str(tmp_path)
+  batches, checks = [], []
+  original_batch, original_check = run_lib.Run.batch, workdir_lib.check
+
+  def batch(self, *args, **kwargs):
+    batches.append(original_batch(self, *args, **kwargs))
+    return batches[-1]
+
+  def check(*args):
+    checks.append(args)
+    original_check(*args)
+
+  monkeypatch.setattr(run_lib.Run, 'batch', batch)
+  monkeypatch.setattr(workdir_lib, 'check', check)
+  trained = train.train_and_evaluate(config, workdir)
+  assert len(checks) == 1 and len(batches) == 6
+  assert batches[-1].blend_weight == 0.5 and trained.geometry.state.blend_target is not None
+  run, (constants, state, mesh, _) = trained.run, trained.geometry
+  codes = run.pose_codes(constants)
+
+  def posed_at(weight):
+    return np.stack([
+        run_lib.deform_frame(run.model, state.params, constants.field_bounds, mesh,
+                             pipeline.frame_inputs(run.bank, t, codes[t]), run_lib.frame_blend_target(state, t),
+                             np.float32(weight), True).posed[: trained.posed.shape[1]]
+        for t in range(run.bank.num_frames)])
+
+  np.testing.assert_allclose(trained.posed, posed_at(batches[-1].blend_weight), rtol=0, atol=1e-6)
+  assert np.abs(trained.posed - posed_at(0.0)).max() > 1e-4  # The blend weight shows in the garment.
+  checks.clear()
+  restored = trained_lib.load_trained(config, workdir)  # What --mode=eval and export measure and write.
+  assert len(checks) == 1
+  np.testing.assert_allclose(restored.posed, trained.posed, rtol=0, atol=1e-6)
 
 
 class Killed(Exception):

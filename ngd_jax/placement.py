@@ -6,6 +6,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ngd_jax import loop
 from ngd_jax import run as run_lib
 
 
@@ -30,6 +31,20 @@ def place(tree: Any, devices: int, specs: Any = jax.sharding.PartitionSpec()) ->
   """Host: puts `tree` on the step's devices explicitly (default: a copy on each)."""
   mesh = device_mesh(devices)
   return jax.device_put(tree, jax.tree.map(lambda spec: jax.sharding.NamedSharding(mesh, spec), specs))
+
+
+def step_indices(run: run_lib.Run, step: int) -> np.ndarray:
+  """Host: the bank indices of geometry step `step`'s frames, int [B]: its slice of its epoch's shuffled order."""
+  epoch, position = divmod(step, run.steps_per_epoch)
+  size = run.config.train.frames_per_step
+  return loop.epoch_order(run.config.seed, epoch, run.bank.num_frames)[position * size: (position + 1) * size]
+
+
+def step_batch(run: run_lib.Run, step: int, blend: float, pose_codes: np.ndarray, slots: np.ndarray | None,
+               devices: int) -> run_lib.StepBatch:
+  """Host: geometry step `step`'s batch (Run.batch of its frames, a few bytes) put explicitly on its
+  devices, its frames split over them."""
+  return place(run.batch(step_indices(run, step), step, blend, pose_codes, slots), devices, batch_specs())
 
 
 def step_frames_on_device(run: run_lib.Run, ts: np.ndarray, devices: int,

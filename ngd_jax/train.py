@@ -313,8 +313,7 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
   own frames are put there while the step before runs), the metrics are summed there, and the
   host keeps its own copies of the counters it needs (step, faces, epoch of the last remesh).
   """
-  config, bank = run.config, run.bank
-  frames_per_step, steps_per_epoch = config.train.frames_per_step, run.steps_per_epoch
+  config, steps_per_epoch = run.config, run.steps_per_epoch
   total_steps = config.train.num_epochs * steps_per_epoch
   if restored is None:
     constants = run.fit_constants()
@@ -332,13 +331,8 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
   step, faces, blend_start = int(state.step), int(state.num_faces), int(state.blend_start_epoch)
   state, mesh, constants = placement.place((state, mesh, constants), settings.devices)
 
-  def step_frames(step: int) -> np.ndarray:
-    """Host: the bank indices of the frames of a step (the epoch's shuffled order, in slices)."""
-    epoch, position = divmod(step, steps_per_epoch)
-    order = loop.epoch_order(config.seed, epoch, bank.num_frames)
-    return order[position * frames_per_step: (position + 1) * frames_per_step]
-
-  frames, slots = placement.step_frames_on_device(run, step_frames(step), settings.devices, settings.streamed)
+  frames, slots = placement.step_frames_on_device(run, placement.step_indices(run, step), settings.devices,
+                                                  settings.streamed)
   log = placement.place(loop.LogSums.zeros(METRICS), settings.devices)
   reporter.start_phase('geometry', total_steps, step)
   started = time.time()
@@ -356,14 +350,14 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
       state = state._replace(scores=placement.place(scores, settings.devices))
       if state.blend_target is not None and run_lib.blending_ended(config, epoch, blend_start):
         state = state._replace(blend_target=None)  # Its memory (T x Fc x 9 floats) is freed.
-    ts = step_frames(step)
-    batch = placement.place(run.batch(ts, step, run_lib.blend_weight(config, epoch, blend_start), pose_codes, slots),
-                            settings.devices, placement.batch_specs())
+    batch = placement.step_batch(run, step, run_lib.blend_weight(config, epoch, blend_start), pose_codes, slots,
+                                 settings.devices)
     state, log = jit_geometry_step(state, mesh, constants, frames, batch, log, settings=settings,
                                    dynamic=epoch >= config.train.warmup_epochs)
     step += 1
     if settings.streamed and step < total_steps:  # The transfer overlaps the step just dispatched.
-      frames, slots = placement.step_frames_on_device(run, step_frames(step), settings.devices, settings.streamed)
+      frames, slots = placement.step_frames_on_device(run, placement.step_indices(run, step), settings.devices,
+                                                      settings.streamed)
     reporter.advance()
     completed = step // steps_per_epoch
     remesh_now = (step % steps_per_epoch == 0 and completed in remesh_epochs
@@ -377,7 +371,8 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
         geometry.warn_if_capped(config.geometry.cg_maxiter, means['poisson_residual'], config.geometry.cg_maxiter)
       reporter.scalars(step, dict(means, faces=faces, epoch=epoch), 'geometry')
     if step % config.train.image_every_steps == 0:
-      reporter.image(step, 'geometry/target_vs_render', preview(run, state, mesh, constants, int(ts[0])))
+      t = int(placement.step_indices(run, step - 1)[0])  # The first frame of the step just taken.
+      reporter.image(step, 'geometry/target_vs_render', preview(run, state, mesh, constants, t))
     if remesh_now:
       remeshed = remeshing.remesh_state(run, state, mesh, constants, remesh_epochs.index(completed), completed,
                                         reporter)

@@ -9,7 +9,10 @@ import jax
 import numpy as np
 import pytest
 
+from ngd_jax import loop
+from ngd_jax import placement
 from ngd_jax import train
+from tests.train_fixtures import placed_start
 from tests.train_fixtures import placed_step_inputs
 from tests.train_fixtures import sequence_path  # pylint: disable=unused-import  (module fixture)
 from tests.train_fixtures import tiny_config
@@ -17,18 +20,29 @@ from tests.train_fixtures import tiny_config
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_steps_make_no_implicit_transfer(sequence_path):
-  """Three steps under jax.transfer_guard('disallow'), 2 frames per step spread over the 2 simulated
-  devices of tests/conftest.py: every transfer is the loop's explicit one."""
+@pytest.mark.parametrize('streamed', [False, True])
+def test_loop_steps_make_no_implicit_transfer(sequence_path, streamed):
+  """Three steps as train_geometry takes them (its explicit per-step placement of the batch and, when
+  the frames are streamed, of the next step's frames; then the step), 2 frames per step over the 2
+  simulated devices of tests/conftest.py, under jax.transfer_guard('disallow')."""
   config = tiny_config(sequence_path)
   config.train.frames_per_step = 2
-  settings, (state, mesh, constants, frames, batch, log) = placed_step_inputs(config, jax.local_device_count())
+  config.train.device_frames_max_gb = 0.0 if streamed else 4.0
+  run, settings, (state, mesh, constants) = placed_start(config, jax.local_device_count())
+  assert settings.streamed == streamed and settings.devices == 2
+  pose_codes = run.pose_codes(constants)
+  frames, slots = placement.step_frames_on_device(run, placement.step_indices(run, 0), settings.devices, streamed)
+  log = placement.place(loop.LogSums.zeros(train.METRICS), settings.devices)
   with jax.transfer_guard('disallow'):
-    for _ in range(3):
+    for step in range(3):
+      batch = placement.step_batch(run, step, 1.0, pose_codes, slots, settings.devices)
       state, log = train.jit_geometry_step(state, mesh, constants, frames, batch, log, settings=settings,
                                            dynamic=True)
+      if streamed:
+        frames, slots = placement.step_frames_on_device(run, placement.step_indices(run, step + 1), settings.devices,
+                                                        streamed)
     means = log.means()
-  assert np.isfinite(means['total']) and means['total'] > 0
+  assert int(state.step) == 3 and np.isfinite(means['total']) and means['total'] > 0
 
 
 def sharded_step_params(sequence: str, variants: list[str]) -> dict[str, list[np.ndarray]]:

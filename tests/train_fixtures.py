@@ -2,7 +2,6 @@
 inputs of one geometry step, shared by the training tests."""
 
 import jax
-import numpy as np
 import pytest
 
 from configs import demo
@@ -45,14 +44,19 @@ def tiny_config(path):
   return config
 
 
-def placed_step_inputs(config, devices: int):
-  """The inputs of one step over frames 0..B-1, placed as train_geometry places them."""
+def placed_start(config, devices: int):
+  """A fresh run, its step settings on `devices` devices, and its state, mesh and constants placed as
+  train_geometry places them."""
   run = run_lib.Run(config, pipeline.load_inputs(config))
   constants = run.fit_constants()
   state, mesh = run.init_state(constants, jax.random.PRNGKey(0))
   settings = train.step_settings(run)._replace(devices=devices)
-  state, mesh, constants = placement.place((state, mesh, constants), devices)
-  ts = np.arange(config.train.frames_per_step)
-  frames, slots = placement.step_frames_on_device(run, ts, settings.devices, settings.streamed)
-  batch = placement.place(run.batch(ts, 0, 1.0, run.pose_codes(constants), slots), devices, placement.batch_specs())
+  return run, settings, placement.place((state, mesh, constants), devices)
+
+
+def placed_step_inputs(config, devices: int):
+  """The inputs of step 0, placed as train_geometry places them."""
+  run, settings, (state, mesh, constants) = placed_start(config, devices)
+  frames, slots = placement.step_frames_on_device(run, placement.step_indices(run, 0), devices, settings.streamed)
+  batch = placement.step_batch(run, 0, 1.0, run.pose_codes(constants), slots, devices)
   return settings, (state, mesh, constants, frames, batch, placement.place(loop.LogSums.zeros(train.METRICS), devices))

@@ -22,6 +22,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.num_frames = -1  # Number of training frames; -1 = all from first_frame.
   config.data.frame_stride = 1  # Use every n-th frame.
   config.data.use_hands_mask = True  # Remove the hands mask from the silhouette loss (section 4).
+  config.data.body_occlusion = True  # Also remove the posed body where it is in front of the rendered garment and
+  # the frame shows no garment (an arm across a skirt); departs from the paper, which removes only the hands.
 
   # Garment template in the body's rest space (section 2).
   config.template = ml_collections.ConfigDict()
@@ -91,7 +93,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.depth_weight = 1.0  # Depth ordering (margin ranking) weight.
   config.loss.depth_pairs = 50  # Random pixel pairs per frame.
   config.loss.depth_box = 64  # Both pixels of a pair lie in a box of this size (pixels).
-  config.loss.depth_margin = 0.1  # Margin of the ranking loss.
+  config.loss.depth_margin = 0.0  # Margin of the ranking loss, in the rendered depth (1 - z_ndc) / 2. The paper: 0.1,
+  # which no pair can meet (10 cm at 2.5 m is ~1e-3 there): it pushes every pair apart, the true shape included.
+  config.loss.depth_min_gap = 0.05  # A pair counts if its target depths differ by more than this share of their
+  # spread (the paper: 0, every pair): estimators do not order nearly equal depths (losses.depth_ranking_loss).
   config.loss.depth_pairs_in_mask = True  # Draw pairs inside the garment mask (False: whole image, as the authors).
   config.loss.texture_erode = 2  # Texture loss mask = garment mask eroded by this many pixels.
 

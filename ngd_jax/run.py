@@ -61,6 +61,7 @@ class TrainingFrames(NamedTuple):
   mask: UInt8[Array, 'T H W']  # Garment mask 0/1.
   hands: UInt8[Array, 'T H W']  # Hands mask 0/1.
   depth: Float[Array, 'T H W']  # Relative depth, nan = unknown.
+  body_depth: Float[Array, 'T H W']  # z/w of the posed body, inf where none (frames.body_depth).
   transforms: Float[Array, 'T K 4 4']
   world_to_clip: Float[Array, 'T 4 4']
   world_to_camera: Float[Array, 'T 4 4']
@@ -210,14 +211,14 @@ class Run:
     """Whether all training frames stay on the device (train.device_frames_max_gb); otherwise each
     step receives its own frames, put one step ahead."""
     bank = self.bank
-    size = sum(array.nbytes for array in (bank.target, bank.mask, bank.hands, bank.depth))
+    size = sum(array.nbytes for array in (bank.target, bank.mask, bank.hands, bank.depth, bank.body_depth))
     return size <= self.config.train.device_frames_max_gb * 1e9
 
   def training_frames(self, ts: np.ndarray | None = None) -> TrainingFrames:
     """Host: the images and cameras of all training frames, or of frames `ts` (numpy)."""
     bank = self.bank
-    frames = TrainingFrames(bank.target, bank.mask, bank.hands, bank.depth, bank.transforms, bank.world_to_clip,
-                            bank.world_to_camera)
+    frames = TrainingFrames(bank.target, bank.mask, bank.hands, bank.depth, bank.body_depth, bank.transforms,
+                            bank.world_to_clip, bank.world_to_camera)
     return frames if ts is None else jax.tree.map(lambda values: values[ts], frames)
 
   def batch(self, ts: np.ndarray, step: int, blend: float, pose_codes: np.ndarray,

@@ -68,6 +68,7 @@ class LossSettings(NamedTuple):
   depth_pairs: int
   depth_box: int
   depth_margin: float
+  depth_min_gap: float
   depth_pairs_in_mask: bool
 
   @classmethod
@@ -87,11 +88,35 @@ class FrameImages(NamedTuple):
   mask: Float[Array, 'H W']
   hands: Float[Array, 'H W']
   depth: Float[Array, 'H W']  # nan = unknown.
+  body_depth: Float[Array, 'H W']  # z/w of the posed body, inf where none.
 
 
 def frame_images(frames: run_lib.TrainingFrames, t: Int[Array, '']) -> FrameImages:
   return FrameImages(frames.target[t], frames.mask[t].astype(jnp.float32), frames.hands[t].astype(jnp.float32),
-                     frames.depth[t])
+                     frames.depth[t], frames.body_depth[t])
+
+
+def image_terms(
+    out: render.GarmentRender,
+    image_probe: Float[Array, 'H W C'],
+    images: FrameImages,
+    pairs: losses.DepthPairs,
+    loss: LossSettings,
+    use_depth: bool,
+) -> dict[str, jax.Array]:
+  """The weighted terms that compare the render with the frame's images: huber, ssim, mask (and depth).
+
+  `image_probe` (zeros shaped like images.target) is added to the supervised image so that the
+  gradient w.r.t. it is the remesh face score's input.
+  """
+  image = supervision.supervised_image(out.diffuse, out.normal, loss.supervision) + image_probe
+  garment_depth = jnp.where(out.rast[..., 3] > 0, out.rast[..., 2], jnp.inf)
+  occluder = losses.occluder_mask(images.hands, images.mask, garment_depth, images.body_depth)
+  terms = losses.render_loss(image, out.alpha[..., 0], images.target, images.mask, occluder, loss.render_weights)
+  if use_depth:
+    terms['depth'] = loss.depth_weight * losses.depth_ranking_loss(
+        out.depth[..., 0], images.depth, pairs, loss.depth_margin, loss.depth_min_gap)
+  return terms
 
 
 def frame_losses(
@@ -106,14 +131,9 @@ def frame_losses(
     dynamic: bool,
     use_depth: bool,
 ) -> dict[str, jax.Array]:
-  """The weighted loss terms of one frame (docs/method.md section 4, plus the priors of configs/default.py).
-
-  `image_probe` (zeros shaped like images.target) is added to the supervised image so that the
-  gradient w.r.t. it is the remesh face score's input.
-  """
-  image = supervision.supervised_image(out.diffuse, out.normal, loss.supervision) + image_probe
-  terms = losses.render_loss(image, out.alpha[..., 0], images.target, images.mask, images.hands,
-                             loss.render_weights)
+  """The weighted loss terms of one frame (docs/method.md section 4, plus the priors of configs/default.py):
+  image_terms, the Jacobian term and the priors for what the camera does not see."""
+  terms = image_terms(out, image_probe, images, pairs, loss, use_depth)
   jacobians = deformation.jacobians
   face_weight = mesh.operators.face_mask.astype(jnp.float32)
   if dynamic and loss.jacobian_visible_only:
@@ -126,9 +146,6 @@ def frame_losses(
     distance = body.signed_distance(mesh.body_distance, deformation.canonical)
     terms['penetration'] = loss.penetration_weight * losses.penetration_loss(
         distance, mesh.operators.vertex_mask, loss.penetration_margin)
-  if use_depth:
-    terms['depth'] = loss.depth_weight * losses.depth_ranking_loss(
-        out.depth[..., 0], images.depth, pairs, loss.depth_margin)
   return terms
 
 

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from configs import default
 
 from ngd_jax import losses
 from ngd_jax import supervision
@@ -140,3 +141,45 @@ def test_target_image_for_each_supervision():
   np.testing.assert_allclose(rendered[0, 1], [0.8, 0.5, 0.1], rtol=1e-6)
   with pytest.raises(ValueError, match='supervision'):
     supervision.target_image(normal, mask, 'depth')
+
+
+def test_occluder_mask_is_the_body_in_front_of_the_garment_where_the_frame_shows_none():
+  mask = jnp.array([[0.0, 0.0, 1.0, 0.0, 0.0]])
+  hands = jnp.array([[0.0, 0.0, 0.0, 0.0, 1.0]])
+  garment = jnp.array([[0.5, 0.5, 0.5, jnp.inf, jnp.inf]])  # z/w; inf: no garment drawn.
+  body = jnp.array([[0.4, 0.6, 0.4, 0.3, jnp.inf]])
+  # Pixel 0: body in front, no garment in the frame: hidden. Pixel 1: body behind: the garment must go.
+  # Pixel 2: the frame shows garment, so a body rendered in front is the render's error, not an occluder.
+  # Pixel 3: body where the garment is not drawn (its antialiased edge behind an arm). Pixel 4: a hand.
+  np.testing.assert_array_equal(losses.occluder_mask(hands, mask, garment, body), [[1.0, 0.0, 0.0, 1.0, 1.0]])
+
+
+def _ordered_pairs():
+  """A surface tilted in depth, pairs two rows apart: targets in metres, renders in (1 - z_ndc) / 2."""
+  camera_depth = jnp.linspace(2.4, 2.6, 32).reshape(4, 8)  # 20 cm of relief, as a skirt has.
+  rendered = 0.05 / camera_depth  # About the rendered depth for near = 0.05: nearer is larger.
+  first = jnp.arange(16)
+  pairs = losses.DepthPairs(first, first + 16, jnp.ones(first.shape))
+  return rendered, camera_depth, pairs
+
+
+def test_depth_ranking_does_not_pull_a_correctly_ordered_surface():
+  rendered, target, pairs = _ordered_pairs()
+  loss_config = default.get_config().loss
+  grad = jax.grad(losses.depth_ranking_loss)(rendered, target, pairs, loss_config.depth_margin,
+                                             loss_config.depth_min_gap)
+  assert float(jnp.max(jnp.abs(grad))) == 0.0
+  # The paper's margin (0.1 in this unit) is never met: it pushes the truth itself.
+  grad = jax.grad(losses.depth_ranking_loss)(rendered, target, pairs, 0.1)
+  assert float(jnp.max(jnp.abs(grad))) > 0.0
+
+
+def test_depth_ranking_ignores_pairs_closer_than_the_min_gap():
+  rendered, target, pairs = _ordered_pairs()
+  wrong = rendered[::-1]  # Every pair rendered in the wrong order.
+  noisy_target = target.at[2, 0].set(target[0, 0] + 1e-5)  # Pair 0 (pixels [0, 0] and [2, 0]): nearly equal.
+  counted = jax.grad(losses.depth_ranking_loss)(wrong, noisy_target, pairs, 0.0, 0.0)
+  filtered = jax.grad(losses.depth_ranking_loss)(wrong, noisy_target, pairs, 0.0, 0.05)
+  assert float(jnp.abs(counted[0, 0])) > 0.0
+  assert float(jnp.abs(filtered[0, 0])) == 0.0
+  assert float(jnp.abs(filtered[0, 1])) > 0.0  # Pair 1 still counts.

@@ -10,6 +10,7 @@ from ngd_jax import pipeline
 from ngd_jax import placement
 from ngd_jax import run as run_lib
 from ngd_jax import train
+from ngd_jax import trained as trained_lib
 from ngd_jax.data import synthetic
 
 
@@ -42,6 +43,15 @@ def tiny_config(path):
   config.eval.lpips = False
   config.eval.chamfer_samples = 2000
   return config
+
+
+def fresh_trained(config) -> trained_lib.Trained:
+  """An untrained run (J^S = the template's Jacobians, J^D off) posed per frame, as evaluation and
+  export receive a trained one: for the tests of what reads a Trained, without training."""
+  run = run_lib.Run(config, pipeline.load_inputs(config))
+  constants = run.fit_constants()
+  state, mesh = run.init_state(constants, jax.random.PRNGKey(0))
+  return trained_lib.pose_trained(run, run_lib.GeometryResult(constants, state, mesh, {'phase': 'done'}), None, 0)
 
 
 def placed_start(config, devices: int):

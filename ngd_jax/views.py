@@ -137,8 +137,7 @@ def frame_panels(trained: trained_lib.Trained, t: int, training_view: TrainingVi
     gt = seq.gt_mesh(index)
     centre = np.asarray(gt.vertices).mean(axis=0)
     side = turned_camera(seq.camera(index, config.data.resolution), centre, 90.0)
-    mine = shaded(trained.posed[t], trained.faces, side, bank.resolution, config.render,
-                        RECONSTRUCTION_TINT)
+    mine = shaded(trained.posed[t], trained.faces, side, bank.resolution, config.render, RECONSTRUCTION_TINT)
     truth = shaded(gt.vertices, gt.faces, side, bank.resolution, config.render, GROUND_TRUTH_TINT)
     panels += [mine.rgb, truth.rgb, silhouette_overlay(mine.coverage, truth.coverage)]
     labels += ['side: reconstruction', 'side: ground truth', 'red ours, green truth']

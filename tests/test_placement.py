@@ -30,7 +30,8 @@ def test_an_epochs_steps_take_its_order_in_slices():
 
 def test_batch_is_split_and_schedule_values_replicated():
   batch = run_lib.StepBatch(t=np.arange(4), slot=np.arange(4), pose_code=np.zeros((4, 2), np.float32),
-                            blend_weight=np.float32(1), vertex_noise_std=np.float32(0), seed=np.int32(0), step=np.int32(7))
+                            blend_weight=np.float32(1), vertex_noise_std=np.float32(0), seed=np.int32(0),
+                            step=np.int32(7))
   batch = placement.place(batch, 2, placement.batch_specs())
   assert [shard.data.shape for shard in batch.t.addressable_shards] == [(2,), (2,)]
   np.testing.assert_array_equal(batch.t.addressable_shards[1].data, [2, 3])

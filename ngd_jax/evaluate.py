@@ -81,6 +81,14 @@ def _camera_metrics(trained: trained_lib.Trained, t: int, baseline: np.ndarray, 
   return reconstruction, image_metrics(np.asarray(flat.rgb), target, config.eval.lpips)
 
 
+def tracked_cloth(gt_meshes: Sequence[Any], num_frames: int) -> bool:
+  """Whether every evaluated frame has a true mesh and all share one vertex order (a simulator's cloth, not
+  per-frame scans): then metrics.surface_drift_mm measures how the garment's points slide over time."""
+  return (len(gt_meshes) == num_frames > 1
+          and all(len(m.vertices) == len(gt_meshes[0].vertices) and np.array_equal(m.faces, gt_meshes[0].faces)
+                  for m in gt_meshes))
+
+
 def evaluate_trained(trained: trained_lib.Trained) -> dict[str, Any]:
   """Per-frame and mean metrics of the reconstruction and the LBS-only baseline; the training view's image
   metrics also as top-level train_view_* keys (benchmarks/bench_quality.py reads them)."""
@@ -92,13 +100,14 @@ def evaluate_trained(trained: trained_lib.Trained) -> dict[str, Any]:
   baseline = run.template_skinned()
   colour = mean_garment_colour(bank)
   num_frames = bank.num_frames if config.eval.max_frames < 0 else min(bank.num_frames, config.eval.max_frames)
-  per_frame = []
+  per_frame, gt_meshes = [], []
   for t in range(num_frames):
     index = int(bank.indices[t])
     name = seq.frames[index]
     entry = {'frame': name, 'reconstruction': {}, 'lbs_baseline': {}}
     if name in seq.gt_frames:
       gt = seq.gt_mesh(index)
+      gt_meshes.append(gt)
       for key, (vertices, faces) in (('reconstruction', (trained.posed[t], trained.faces)),
                                      ('lbs_baseline', (baseline[t], run.inputs.template_faces))):
         result = metrics.chamfer((vertices, faces), gt, config.eval.chamfer_samples, seed=t)
@@ -121,6 +130,11 @@ def evaluate_trained(trained: trained_lib.Trained) -> dict[str, Any]:
     for key, values in zip(('reconstruction', 'lbs_baseline'), measured):
       entry[key].update({f'train_view_{metric}': value for metric, value in (values or {}).items()})
     per_frame.append(entry)
+  if tracked_cloth(gt_meshes, num_frames):
+    gt_vertices = np.stack([np.asarray(mesh.vertices) for mesh in gt_meshes])
+    for key, posed in (('reconstruction', trained.posed), ('lbs_baseline', baseline)):
+      for entry, drift in zip(per_frame, metrics.surface_drift_mm(posed[:num_frames], gt_vertices, gt_meshes[0].faces)):
+        entry[key]['drift_mm'] = float(drift)
   summary = {method: dict(metrics.method_means(per_frame, method), thirds=metrics.sequence_thirds(per_frame, method))
              for method in metrics.TABLE_METHODS}
   return {

@@ -11,6 +11,7 @@ import pickle
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import dm_pix
+import gpytoolbox
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +28,7 @@ TABLE_METRICS = (
     ('train_view_psnr', 'higher'),
     ('train_view_ssim', 'higher'),
     ('train_view_lpips', 'lower'),
+    ('drift_mm', 'lower'),
 )
 TABLE_METHODS = ('reconstruction', 'lbs_baseline')
 # Metrics the table also shows per third of the sequence.
@@ -97,6 +99,32 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int,
   points = a + r[:, :1] * (b - a) + r[:, 1:] * (c - a)
   normals = cross[face] / double_area[face, None]
   return SurfaceSamples(points, normals)
+
+
+def surface_drift_mm(pred: np.ndarray, gt_vertices: np.ndarray, gt_faces: np.ndarray) -> np.ndarray:
+  """Host: how far the garment's points slide along the true cloth from where they sat in frame 0, mm [T].
+
+  A reconstruction can lie on the true surface in every frame while its points slide over it; its
+  texture, fixed on the template, then averages different cloth over time. Each predicted vertex
+  (pred f[T, V, 3]) is tied in frame 0 to the nearest point of the true mesh (a triangle and
+  barycentric coordinates); in frame t it is compared with where that point of the cloth went
+  (gt_vertices f[T, G, 3]: one vertex order over time, as a simulator's meshes have). The mean over
+  vertices of the offset's component along the true surface; the normal component is the geometry's
+  error, which Chamfer measures.
+  """
+  gt_faces = np.asarray(gt_faces, np.int64)
+  _, triangle, bary = gpytoolbox.squared_distance(np.asarray(pred[0], np.float64),
+                                                  np.asarray(gt_vertices[0], np.float64), gt_faces, use_cpp=True)
+  corners = gt_faces[np.asarray(triangle, np.int64)]
+  drift = []
+  for t in range(len(pred)):
+    triangles = np.asarray(gt_vertices[t], np.float64)[corners]
+    offset = np.asarray(pred[t], np.float64) - np.einsum('nk,nkd->nd', bary, triangles)
+    normal = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
+    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-20)
+    along = offset - np.sum(offset * normal, axis=1, keepdims=True) * normal
+    drift.append(1e3 * np.mean(np.linalg.norm(along, axis=1)))
+  return np.asarray(drift)
 
 
 def _nearest(query: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

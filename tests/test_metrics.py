@@ -292,3 +292,25 @@ def test_table_has_rows_per_third_and_the_worst_ratio():
   row = next(line for line in metrics.format_table(result).splitlines()
              if line.startswith('chamfer_sq_x1e3 frames 000003'))
   assert row.split()[-2:] == ['4.5000', '-']
+
+
+def _sheet(n=6):
+  """A flat 0.5 m square sheet in the z = 0 plane, n x n vertices."""
+  grid = np.linspace(0.0, 0.5, n)
+  vertices = np.array([[x, y, 0.0] for y in grid for x in grid])
+  faces = [(j * n + i, j * n + i + 1, (j + 1) * n + i + 1) for j in range(n - 1) for i in range(n - 1)]
+  faces += [(j * n + i, (j + 1) * n + i + 1, (j + 1) * n + i) for j in range(n - 1) for i in range(n - 1)]
+  return vertices, np.array(faces)
+
+
+def test_surface_drift_is_sliding_along_the_true_cloth_not_distance_from_it():
+  vertices, faces = _sheet()
+  slid = vertices + np.array([0.01, 0.0, 0.0])  # The cloth moved 1 cm within its own plane.
+  gt = np.stack([vertices, slid])
+  points = vertices[[7, 8, 14, 15]] + np.array([0.013, 0.021, 0.0])
+  # Points that stay put while the cloth slides under them drift 10 mm, though they never leave the surface.
+  np.testing.assert_allclose(metrics.surface_drift_mm(np.stack([points, points]), gt, faces), [0.0, 10.0], atol=1e-6)
+  # Points that follow the cloth do not drift, and a gap along the normal is not drift.
+  lifted = points + np.array([0.0, 0.0, 0.005])
+  followed = np.stack([lifted, lifted + np.array([0.01, 0.0, 0.0])])
+  np.testing.assert_allclose(metrics.surface_drift_mm(followed, gt, faces), [0.0, 0.0], atol=1e-6)

@@ -37,6 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.skinning.method = 'exp'  # 'exp': w ~ exp(-(d - d_min)^2 / (sigma d_min^2)) over all body vertices; 'knn'.
   config.skinning.sigma = 0.25  # Width of the 'exp' rule, in units of d_min^2.
   config.skinning.knn = 8  # Neighbours for method='knn' (inverse-distance weights).
+  config.skinning.contact_distance = 0.02  # Garment vertices farther (m) from the body than its closest ones plus this
+  # take weights interpolated over the garment from the closer ones (body.diffuse_from_contact), so a hem hangs from
+  # the waist instead of following the legs; departs from the paper (-1: every vertex takes its nearest body's).
 
   # Jacobian fields and the Poisson solve (section 2, docs/design.md section 5).
   config.geometry = ml_collections.ConfigDict()

@@ -156,18 +156,23 @@ def build_mesh(
     geometry.register_factor(rest_vertices, faces, operators)
   elif solver == 'dense':
     operators = geometry.attach_dense_inverse(rest_vertices, faces, operators)
-  weights = padding.pad_vertex_rows(skinning_weights(rest_vertices, inputs, config), vertex_capacity)
+  weights = padding.pad_vertex_rows(skinning_weights(rest_vertices, faces, inputs, config), vertex_capacity)
   topology = render.build_topology(np.asarray(operators.faces))
   return model_lib.GarmentMesh(operators, jax.numpy.asarray(weights, jax.numpy.float32), topology,
                                padded_face_pairs(faces, face_capacity), inputs.body_distance)
 
 
-def skinning_weights(rest_vertices: np.ndarray, inputs: RunInputs, config: ml_collections.ConfigDict) -> np.ndarray:
+def skinning_weights(rest_vertices: np.ndarray, faces: np.ndarray, inputs: RunInputs,
+                     config: ml_collections.ConfigDict) -> np.ndarray:
   """Host: the garment's LBS weights [V, K] from the sequence's body (config.skinning)."""
   body_data = inputs.sequence.body
-  return body.garment_skinning_weights(rest_vertices, body_data.rest_vertices, body_data.skinning_weights,
-                                       method=config.skinning.method, sigma=config.skinning.sigma,
-                                       knn=config.skinning.knn)
+  weights = body.garment_skinning_weights(rest_vertices, body_data.rest_vertices, body_data.skinning_weights,
+                                          method=config.skinning.method, sigma=config.skinning.sigma,
+                                          knn=config.skinning.knn)
+  if config.skinning.contact_distance < 0:
+    return weights
+  return body.diffuse_from_contact(weights, rest_vertices, faces, body_data.rest_vertices,
+                                   config.skinning.contact_distance)
 
 
 def padded_face_pairs(faces: np.ndarray, face_capacity: int) -> jax.Array:

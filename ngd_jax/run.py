@@ -150,7 +150,7 @@ class Run:
     """Host: the template skinned to every training frame, float32 [T, V, 3] (no deformation: the
     LBS-only baseline of evaluation, and the extent of the field's inputs)."""
     vertices = self.inputs.template_vertices
-    weights = pipeline.skinning_weights(vertices, self.inputs, self.config)
+    weights = pipeline.skinning_weights(vertices, self.inputs.template_faces, self.inputs, self.config)
     posed = body.lbs_frames(jnp.asarray(vertices, jnp.float32), jnp.asarray(weights, jnp.float32),
                             jnp.asarray(self.bank.transforms))
     return np.asarray(posed)

@@ -189,3 +189,61 @@ def test_bake_smpl_skins_rest_body_along_the_skeleton(smpl_model, tmp_path):
   assert list(back.joint_names[:2]) == ['pelvis', 'left_hip']
   with pytest.raises(ValueError, match=r'poses has shape \(4, 69\)'):
     body.bake_smpl(smpl_model, poses[:, :69], betas, transl)
+
+
+def _hips_and_legs():
+  """A body of three parts: a waist ring on joint 0 (pelvis) at y = 0, two leg columns on joints 1, 2 below."""
+  angle = np.linspace(0.0, 2.0 * np.pi, 24, endpoint=False)
+  waist = np.stack([0.15 * np.cos(angle), np.zeros_like(angle), 0.15 * np.sin(angle)], -1)
+  heights = np.linspace(-0.1, -0.8, 15)
+  around = np.stack([0.06 * np.cos(angle[::3]), 0.06 * np.sin(angle[::3])], -1)
+  legs = [np.array([[side * 0.08 + dx, y, dz] for y in heights for dx, dz in around]) for side in (-1, 1)]
+  vertices = np.concatenate([waist] + legs)
+  joints = np.concatenate([np.zeros(len(waist), int), np.ones(len(legs[0]), int), np.full(len(legs[1]), 2)])
+  return vertices, np.eye(3)[joints]
+
+
+def _a_line_skirt(rows=10, around=24):
+  """An A-line skirt resting on the waist ring (1 cm out) and flaring to 0.32 m at its hem, 0.7 m down."""
+  angle = np.linspace(0.0, 2.0 * np.pi, around, endpoint=False)
+  radius, height = np.linspace(0.16, 0.32, rows), np.linspace(0.0, -0.7, rows)
+  vertices = np.concatenate([np.stack([r * np.cos(angle), np.full(around, y), r * np.sin(angle)], -1)
+                             for r, y in zip(radius, height)])
+  faces = []
+  for j in range(rows - 1):
+    for i in range(around):
+      a, b = j * around + i, j * around + (i + 1) % around
+      faces += [(a, b + around, b), (a, a + around, b + around)]
+  return vertices, np.array(faces, np.int32)
+
+
+def test_diffuse_from_contact_hangs_the_hem_from_the_waist():
+  body_rest, body_weights = _hips_and_legs()
+  skirt, faces = _a_line_skirt()
+  nearest = body.garment_skinning_weights(skirt, body_rest, body_weights)
+  hanging = body.diffuse_from_contact(nearest, skirt, faces, body_rest, contact_distance=0.02)
+  hem = slice(len(skirt) - 24, len(skirt))
+  assert nearest[hem, 0].max() < 0.1  # The nearest-body rule ties the hem to the legs.
+  assert hanging[hem, 0].min() > 0.9  # Diffused from the waist band, it hangs from the pelvis.
+  np.testing.assert_allclose(hanging[:24], nearest[:24], atol=1e-6)  # The band on the body keeps its weights.
+  np.testing.assert_allclose(hanging.sum(axis=1), 1.0, atol=1e-5)
+  assert hanging.min() >= 0.0
+  # Harmonic: every free vertex, the hem included, is the mean of its neighbours.
+  neighbours = [set() for _ in skirt]
+  for a, b, c in faces:
+    neighbours[a] |= {b, c}
+    neighbours[b] |= {a, c}
+    neighbours[c] |= {a, b}
+  for v in range(24, len(skirt)):
+    np.testing.assert_allclose(hanging[v], hanging[sorted(neighbours[v])].mean(axis=0), atol=1e-5)
+
+
+def test_diffuse_from_contact_keeps_a_part_that_touches_nothing():
+  body_rest, body_weights = _hips_and_legs()
+  skirt, faces = _a_line_skirt()
+  floating = skirt + np.array([0.0, -2.0, 0.0])  # A second, separate piece far below the body.
+  vertices = np.concatenate([skirt, floating])
+  both = np.concatenate([faces, faces + len(skirt)])
+  nearest = body.garment_skinning_weights(vertices, body_rest, body_weights)
+  hanging = body.diffuse_from_contact(nearest, vertices, both, body_rest, contact_distance=0.02)
+  np.testing.assert_allclose(hanging[len(skirt):], nearest[len(skirt):], atol=1e-6)

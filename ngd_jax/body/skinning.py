@@ -6,7 +6,10 @@ The garment is skinned with the body's joint transforms only (no pose or shape b
 
 import jax
 import numpy as np
+from scipy import sparse
 from scipy import spatial
+from scipy.sparse import csgraph
+from scipy.sparse import linalg as sparse_linalg
 from smplx_jax import lbs
 
 # Garment x body distance pairs per chunk of the 'exp' rule (float64: 16 MB per [N,Vb] array).
@@ -103,3 +106,37 @@ def garment_skinning_weights(
       dist = _distances(garment_rest[start : start + chunk], body_rest, body_sq)
       weights[start : start + chunk] = _exp_rule(dist, sigma) @ body_weights
   return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def diffuse_from_contact(weights: np.ndarray, garment_rest: np.ndarray, faces: np.ndarray, body_rest: np.ndarray,
+                         contact_distance: float) -> np.ndarray:
+  """Host: garment weights f32[Vg,K] whose loose part is interpolated from where the garment rests on the body.
+
+  The nearest-body rule gives the hem of a long skirt the legs' weights, so every stride tears it
+  apart, while cloth hangs from where it touches the body. Vertices within `contact_distance` (m) of the
+  garment's smallest distance to the body (a skirt's waist band, nearly all of a fitted shirt) keep
+  their weights; the others take the harmonic interpolation of them over the garment's edges
+  (uniform graph Laplacian: each is the mean of its neighbours), so a hem follows the pelvis and hips
+  that hold the waist. A connected part that touches nothing keeps its own weights. Rows stay convex.
+  """
+  weights = np.asarray(weights, np.float64)
+  distance = spatial.cKDTree(np.asarray(body_rest, np.float64)).query(np.asarray(garment_rest, np.float64))[0]
+  pinned = distance <= distance.min() + contact_distance
+  num = len(garment_rest)
+  edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).astype(np.int64)
+  adjacency = sparse.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(num, num)).tocsr()
+  adjacency = ((adjacency + adjacency.T) > 0).astype(np.float64)
+  _, component = csgraph.connected_components(adjacency, directed=False)
+  touching = np.zeros(component.max() + 1, bool)
+  touching[component[pinned]] = True
+  pinned |= ~touching[component]
+  free = np.flatnonzero(~pinned)
+  if len(free) == 0:
+    return weights.astype(np.float32)
+  laplacian = (sparse.diags(np.asarray(adjacency.sum(axis=1)).ravel()) - adjacency).tocsr()
+  fixed = np.flatnonzero(pinned)
+  rhs = -(laplacian[free][:, fixed] @ weights[fixed])
+  out = weights.copy()
+  out[free] = sparse_linalg.splu(laplacian[free][:, free].tocsc()).solve(rhs)
+  out = np.clip(out, 0.0, None)
+  return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)

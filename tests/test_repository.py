@@ -160,8 +160,9 @@ def workspace_layers(text: str, modules: dict[str, pathlib.Path], package: str =
   """Module -> layer number, from the indented block of WORKSPACE.md's "Layers" section.
 
   Each line of the block is `<number>  <label>  <names>`: module names relative to the package,
-  or folders (`render/`) standing for a subpackage and all its modules; separators (commas,
-  semicolons, arrows) and parenthesised remarks are ignored.
+  or folders (`render/`) standing for a subpackage and all its modules, separated by commas or
+  semicolons; parenthesised remarks are ignored. Anything else (an arrow) must name a module, and
+  no module may sit on two rows: the block is the one place a module's layer is read from.
   """
   section = text.split('## Layers', 1)[1].split('\n## ', 1)[0]
   layers = {}
@@ -169,30 +170,37 @@ def workspace_layers(text: str, modules: dict[str, pathlib.Path], package: str =
     match = re.match(r'\s{4,}(\d+)\s+\S+\s+(.*)$', line)
     if not match:
       continue
-    for token in re.split(r'[\s,;]+|->', re.sub(r'\([^)]*\)', ' ', match.group(2))):
+    for token in re.split(r'[\s,;]+', re.sub(r'\([^)]*\)', ' ', match.group(2))):
       if not token:
         continue
       name = f'{package}.{token.rstrip("/").replace("/", ".")}'
       placed = [m for m in modules if m == name or (token.endswith('/') and m.startswith(name + '.'))]
       assert placed, f'WORKSPACE.md layer {match.group(1)} names {token!r}, which is no module of {package}.'
+      again = sorted(f'{m} (layer {layers[m]})' for m in placed if m in layers)
+      assert not again, f'WORKSPACE.md layer {match.group(1)} places {", ".join(again)} a second time.'
       layers.update((m, int(match.group(1))) for m in placed)
   return layers
 
 
 def test_workspace_layers_parse_names_folders_and_remarks():
   modules = {name: pathlib.Path() for name in ('p', 'p.a', 'p.b', 'p.sub', 'p.sub.x', 'p.main')}
-  text = ('## Layers\nintro\n\n    2  top    main -> a (remark, b), b\n    1  low    sub/\n\n'
+  text = ('## Layers\nintro\n\n    2  top    main, a (remark, b); b\n    1  low    sub/\n\n'
           '`main` is special.\n\n## Next\n    9  no     a\n')
   assert workspace_layers(text, modules, 'p') == {'p.main': 2, 'p.a': 2, 'p.b': 2, 'p.sub': 1, 'p.sub.x': 1}
+  with pytest.raises(AssertionError, match=r"layer 2 names '->', which is no module of p"):
+    workspace_layers('## Layers\n    2  top    main -> a\n', modules, 'p')
+  with pytest.raises(AssertionError, match=r'layer 1 places p\.sub\.x \(layer 2\) a second time'):
+    workspace_layers('## Layers\n    2  top    sub/x\n    1  low    sub/\n', modules, 'p')
 
 
 def test_imports_go_down_the_workspace_layers():
-  """WORKSPACE.md, "Layers": a module imports only from its own layer or lower ones."""
+  """WORKSPACE.md, "Layers": every module of the package (but its own __init__, which imports
+  nothing) sits on one row, and imports only from its own row or lower ones."""
   modules = module_files()
   graph = import_graph(modules)
   layers = workspace_layers((ROOT / 'WORKSPACE.md').read_text(encoding='utf-8'), modules)
-  connected = {name for name, imports in graph.items() if imports} | set().union(*graph.values())
-  unplaced = sorted(connected - set(layers))
+  assert not graph[PACKAGE]
+  unplaced = sorted(set(modules) - set(layers) - {PACKAGE})
   upward = sorted(f'{name} (layer {layers[name]}) imports {target} (layer {layers[target]})'
                   for name, imports in graph.items() for target in imports
                   if name in layers and target in layers and layers[target] > layers[name])

@@ -35,7 +35,7 @@ def place(tree: Any, devices: int, specs: Any = jax.sharding.PartitionSpec()) ->
 
 def step_indices(run: run_lib.Run, step: int) -> np.ndarray:
   """Host: the bank indices of geometry step `step`'s frames, int [B]: its slice of its epoch's shuffled order."""
-  epoch, position = divmod(step, run.steps_per_epoch)
+  epoch, position = run.epoch_of(step), step % run.steps_per_epoch
   size = run.config.train.frames_per_step
   return loop.epoch_order(run.config.seed, epoch, run.bank.num_frames)[position * size: (position + 1) * size]
 

@@ -361,8 +361,8 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
     checkpointer.save(step, {'constants': constants, 'geometry': state}, meta)
 
   while step < total_steps:
-    epoch, position = divmod(step, steps_per_epoch)
-    if position == 0:
+    epoch = run.epoch_of(step)
+    if step % steps_per_epoch == 0:  # The epoch's first step.
       scores = remesh.init_accumulator(state.faces.shape[0])
       state = state._replace(scores=placement.place(scores, settings.devices))
       if state.blend_target is not None and run_lib.blending_ended(config, epoch, blend_start):
@@ -376,7 +376,7 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
       frames, slots = placement.step_frames_on_device(run, placement.step_indices(run, step), settings.devices,
                                                       settings.streamed)
     reporter.advance()
-    completed = step // steps_per_epoch
+    completed = run.epoch_of(step)  # Epochs done (at an epoch's end).
     remesh_now = (step % steps_per_epoch == 0 and completed in remesh_epochs
                   and meta['remeshes'] <= remesh_epochs.index(completed))
     save_now = remesh_now or step == total_steps or step % config.train.checkpoint_every_steps == 0

@@ -15,9 +15,10 @@ from ngd_jax import run as run_lib
 def fake_run(num_frames: int, frames_per_step: int) -> types.SimpleNamespace:
   """What placement reads of a Run: the schedule and the training frames (here a frame's value is its index)."""
   frames = {'target': np.arange(num_frames, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)}
+  steps = num_frames // frames_per_step
   return types.SimpleNamespace(
       config=ml_collections.ConfigDict({'seed': 3, 'train': {'frames_per_step': frames_per_step}}),
-      bank=types.SimpleNamespace(num_frames=num_frames), steps_per_epoch=num_frames // frames_per_step,
+      bank=types.SimpleNamespace(num_frames=num_frames), steps_per_epoch=steps, epoch_of=lambda step: step // steps,
       training_frames=lambda ts=None: frames if ts is None else jax.tree.map(lambda values: values[ts], frames))
 
 

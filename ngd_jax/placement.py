@@ -1,5 +1,7 @@
-"""Where a geometry step's data lives: the 1-D device mesh 'frames' its frames are spread over, and
-the explicit placement of its inputs (replicated state, split batch, resident or streamed frames)."""
+"""Where a geometry step's data lives: the 1-D device mesh 'frames' its frames are spread over, which
+frames a step takes, and the explicit placement of its inputs (replicated state, split batch,
+resident or streamed frames): what the loop does each step (tests/test_train_step.py runs it under
+jax.transfer_guard('disallow'))."""
 
 from typing import Any
 

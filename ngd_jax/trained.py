@@ -59,7 +59,7 @@ class Trained(NamedTuple):
   run: run_lib.Run
   geometry: run_lib.GeometryResult
   appearance: texturing.AppearanceState | None
-  posed: np.ndarray  # float32 [T, V, 3], final garment per training frame.
+  posed: np.ndarray  # float32 [T, V, 3], the garment per training frame as the state's last step made it.
   faces: np.ndarray  # int32 [F, 3]
   step: int  # The checkpoint's step: where evaluation's TensorBoard entries go.
 

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import smplx_jax
+from test_pipeline import _hanging_tube
 
 from ngd_jax import body
 from ngd_jax.body import skinning
@@ -205,16 +206,10 @@ def _hips_and_legs():
 
 def _a_line_skirt(rows=10, around=24):
   """An A-line skirt resting on the waist ring (1 cm out) and flaring to 0.32 m at its hem, 0.7 m down."""
-  angle = np.linspace(0.0, 2.0 * np.pi, around, endpoint=False)
-  radius, height = np.linspace(0.16, 0.32, rows), np.linspace(0.0, -0.7, rows)
-  vertices = np.concatenate([np.stack([r * np.cos(angle), np.full(around, y), r * np.sin(angle)], -1)
-                             for r, y in zip(radius, height)])
-  faces = []
-  for j in range(rows - 1):
-    for i in range(around):
-      a, b = j * around + i, j * around + (i + 1) % around
-      faces += [(a, b + around, b), (a, a + around, b + around)]
-  return vertices, np.array(faces, np.int32)
+  vertices, faces = _hanging_tube(rows=rows, around=around, length=0.7, radius=0.16)
+  vertices[:, 1] -= 1.0  # Top ring at the waist, y = 0.
+  flare = 1.0 - vertices[:, 1:2] / 0.7  # 1 at the waist, 2 at the hem.
+  return vertices * np.concatenate([flare, np.ones_like(flare), flare], axis=1), faces
 
 
 def test_diffuse_from_contact_hangs_the_hem_from_the_waist():

@@ -31,6 +31,7 @@ def config(tmp_path_factory):
   path = tmp_path_factory.mktemp('data') / 'tiny'
   synthetic.generate(path, 'tiny', seed=0)
   config = bench_paper_scale.paper_config(str(path), 48)
+  config.data.num_frames = -1  # The tiny sequence's 4 frames (the benchmark loads 8 of the demo's).
   config.geometry.hash_levels = config.appearance.hash_levels = 4
   config.geometry.hash_log2_table_size = config.appearance.hash_log2_table_size = 10
   config.appearance.texture_size = 32

@@ -62,7 +62,7 @@ LOOSE = ('long_skirt', 'flared_skirt', 'dress_walk', 'skater_above', 'long_templ
 # the garment), training-view PSNR at least TRAIN_PSNR dB, held-out PSNR HELD_OUT_GAIN dB above LBS's.
 CHAMFER_RATIO, EXACT_TEMPLATE_RATIO, EXACT_TEMPLATE = 0.6, 0.3, ('long_first_frame',)
 TRAIN_PSNR, HELD_OUT_GAIN = 30.0, 2.0
-# The first-frame template is exact under the paper's skinning rule (ngd_jax.data.degrade.skinning_weights),
+# The first-frame template is exact under the paper's skinning rule (ngd_jax.data.degrade.unposed),
 # so that case skins by it: the LBS-only baseline is then the truth at frame 0.
 CASE_OVERRIDES = {'long_first_frame': {'skinning.contact_distance': -1.0}}
 VARIANTS = {

@@ -166,13 +166,10 @@ def skinning_weights(rest_vertices: np.ndarray, faces: np.ndarray, inputs: RunIn
                      config: ml_collections.ConfigDict) -> np.ndarray:
   """Host: the garment's LBS weights [V, K] from the sequence's body (config.skinning)."""
   body_data = inputs.sequence.body
-  weights = body.garment_skinning_weights(rest_vertices, body_data.rest_vertices, body_data.skinning_weights,
-                                          method=config.skinning.method, sigma=config.skinning.sigma,
-                                          knn=config.skinning.knn)
-  if config.skinning.contact_distance < 0:
-    return weights
-  return body.diffuse_from_contact(weights, rest_vertices, faces, body_data.rest_vertices,
-                                   config.skinning.contact_distance)
+  skinning = config.skinning
+  return body.garment_weights(rest_vertices, faces, body_data.rest_vertices, body_data.skinning_weights,
+                              method=skinning.method, sigma=skinning.sigma, knn=skinning.knn,
+                              contact_distance=skinning.contact_distance)
 
 
 def padded_face_pairs(faces: np.ndarray, face_capacity: int) -> jax.Array:

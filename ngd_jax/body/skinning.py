@@ -140,3 +140,13 @@ def diffuse_from_contact(weights: np.ndarray, garment_rest: np.ndarray, faces: n
   out[free] = sparse_linalg.splu(laplacian[free][:, free].tocsc()).solve(rhs)
   out = np.clip(out, 0.0, None)
   return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def garment_weights(garment_rest: np.ndarray, faces: np.ndarray, body_rest: np.ndarray, body_weights: np.ndarray,
+                    method: str = 'exp', sigma: float = 0.25, knn: int = 8, contact_distance: float = -1.0) -> np.ndarray:
+  """Host: the garment's weights f32[Vg,K] by config.skinning's rule: garment_skinning_weights, then, when
+  contact_distance >= 0, diffuse_from_contact (the paper: -1, nearest body only)."""
+  weights = garment_skinning_weights(garment_rest, body_rest, body_weights, method=method, sigma=sigma, knn=knn)
+  if contact_distance < 0:
+    return weights
+  return diffuse_from_contact(weights, garment_rest, faces, body_rest, contact_distance)

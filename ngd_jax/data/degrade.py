@@ -189,37 +189,24 @@ def tracked_body_sequence(src: str | os.PathLike, dst: str | os.PathLike, seed: 
   return offset
 
 
-def skinning_weights(rest: np.ndarray, faces: np.ndarray, body_vertices: np.ndarray, body_weights: np.ndarray,
-                     method: str = 'exp', sigma: float = 0.25, knn: int = 8,
-                     contact_distance: float = -1.0) -> np.ndarray:
-  """Host: pipeline.skinning_weights's rule on the body at `body_vertices`: the nearest-body weights, diffused
-  from the contact band when contact_distance >= 0 (tests/test_degrade.py checks that they agree).
-
-  The default is the paper's rule (contact_distance -1): under the contact rule, the band a rest shape
-  pins flips between the iterates of `unposed` on the long skirt, so no rest shape re-skins exactly.
-  """
-  weights = body_lib.garment_skinning_weights(rest, body_vertices, body_weights, method=method, sigma=sigma, knn=knn)
-  if contact_distance < 0:
-    return weights
-  return body_lib.diffuse_from_contact(weights, rest, faces, body_vertices, contact_distance)
-
-
 def unposed(vertices: np.ndarray, faces: np.ndarray, body: body_lib.BodyData, frame: int, tolerance: float = 1e-5,
             max_iterations: int = 30, **skinning) -> np.ndarray:
-  """Host: f64[V, 3] rest-space points that garment skinning (`skinning_weights` of the points themselves,
+  """Host: f64[V, 3] rest-space points that garment skinning (body.garment_weights of the points themselves,
   with `skinning`) maps to `vertices` at `frame`.
 
   Fixed point of U = (sum_k w_k(U) A_k)^-1 X, from the weights on the posed body; stops when the
-  re-skinned points are within `tolerance` (m) of `vertices`. ValueError if they never are.
+  re-skinned points are within `tolerance` (m) of `vertices`. ValueError if they never are. The default
+  rule is the paper's (contact_distance -1): under the contact rule the band a rest shape pins flips
+  between iterates on the long skirt, so no rest shape re-skins exactly.
   """
   target = np.asarray(vertices, np.float64)
   transforms = np.asarray(body.transforms[frame], np.float64)
   near = body.rest_vertices if body.posed_vertices is None else body.posed_vertices[frame]
-  weights = skinning_weights(target, faces, near, body.skinning_weights, **skinning)
+  weights = body_lib.garment_weights(target, faces, near, body.skinning_weights, **skinning)
   for _ in range(max_iterations):
     blend = np.einsum('vk,kij->vij', weights, transforms)
     rest = np.linalg.solve(blend[:, :3, :3], (target - blend[:, :3, 3])[..., None])[..., 0]
-    weights = skinning_weights(rest, faces, body.rest_vertices, body.skinning_weights, **skinning)
+    weights = body_lib.garment_weights(rest, faces, body.rest_vertices, body.skinning_weights, **skinning)
     blend = np.einsum('vk,kij->vij', weights.astype(np.float64), transforms)
     error = np.linalg.norm(np.einsum('vij,vj->vi', blend[:, :3, :3], rest) + blend[:, :3, 3] - target, axis=-1)
     if error.max() < tolerance:

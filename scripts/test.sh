@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
-# Sets up the environment and runs the test suite on all cores.
+# Sets up the environment and runs the test suite on all cores. --dist loadfile keeps a file's tests on one
+# worker, so a module fixture (a tiny training, a generated sequence) runs once, not once per worker.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
-"$PY" -m pytest -n "${NGD_TEST_WORKERS:-2}" -q tests "$@"
+"$PY" -m pytest -n "${NGD_TEST_WORKERS:-2}" --dist loadfile -q tests "$@"

@@ -25,13 +25,13 @@ import numpy as np
 
 from ngd_jax import data
 from ngd_jax import files
-from ngd_jax import images
 from ngd_jax import frames as frames_lib
+from ngd_jax import images
 from ngd_jax import metrics
 from ngd_jax import render
 from ngd_jax import reporting
+from ngd_jax import restore
 from ngd_jax import texturing
-from ngd_jax import trained as trained_lib
 from ngd_jax import views
 
 # TensorBoard tags of the evaluation: the per-frame Chamfer curves (one per method, step = the
@@ -63,7 +63,7 @@ def missing_ground_truth(seq: data.Sequence) -> str | None:
           'train_view_ssim, train_view_lpips) and what else it has.')
 
 
-def _camera_metrics(trained: trained_lib.Trained, t: int, baseline: np.ndarray, colour: np.ndarray,
+def _camera_metrics(trained: restore.Trained, t: int, baseline: np.ndarray, colour: np.ndarray,
                     world_to_clip: np.ndarray, target: np.ndarray) -> tuple[dict[str, float] | None, dict[str, float]]:
   """Host: image metrics of frame t seen by one camera (target: the garment-masked photo, float [H, W, 3]):
   the textured reconstruction (None before the appearance phase) and the LBS baseline's flat colour."""
@@ -89,7 +89,7 @@ def tracked_cloth(gt_meshes: Sequence[Any], num_frames: int) -> bool:
                   for m in gt_meshes))
 
 
-def evaluate_trained(trained: trained_lib.Trained) -> dict[str, Any]:
+def evaluate_trained(trained: restore.Trained) -> dict[str, Any]:
   """Per-frame and mean metrics of the reconstruction and the LBS-only baseline; the training view's image
   metrics also as top-level train_view_* keys (benchmarks/bench_quality.py reads them)."""
   run, config = trained.run, trained.run.config
@@ -150,7 +150,7 @@ def evaluate_trained(trained: trained_lib.Trained) -> dict[str, Any]:
   }
 
 
-def frame_pictures(trained: trained_lib.Trained, num_frames: int) -> dict[str, np.ndarray]:
+def frame_pictures(trained: restore.Trained, num_frames: int) -> dict[str, np.ndarray]:
   """Host: the export's preview rows (views.frame_panels) of config.export.preview_frames frames
   spread over the first num_frames, by frame name: uint8 [H, W, 3] each."""
   run = trained.run
@@ -173,10 +173,10 @@ def log_to_tensorboard(reporter: reporting.Reporter, result: Mapping[str, Any], 
 
 
 def evaluate_run(config: ml_collections.ConfigDict, workdir: str,
-                 trained: trained_lib.Trained | None = None) -> dict[str, Any]:
+                 trained: restore.Trained | None = None) -> dict[str, Any]:
   """Measures `trained` (the end of training passes the run it has) or, for --mode=eval, the workdir's
   restored checkpoint; writes workdir/metrics.json and TensorBoard, prints the table."""
-  trained = trained_lib.load_trained(config, workdir) if trained is None else trained
+  trained = restore.load_trained(config, workdir) if trained is None else trained
   result = evaluate_trained(trained)
   files.write_json(os.path.join(workdir, 'metrics.json'), result)
   reporter = reporting.Reporter(os.path.join(workdir, 'tensorboard'))

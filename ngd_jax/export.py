@@ -24,8 +24,8 @@ from ngd_jax import files
 from ngd_jax import images
 from ngd_jax import meshes
 from ngd_jax import metrics
+from ngd_jax import restore
 from ngd_jax import run as run_lib
-from ngd_jax import trained as trained_lib
 from ngd_jax import views
 
 # glTF 2.0 constants (Khronos glTF 2.0 specification, section 5).
@@ -319,7 +319,7 @@ def export_run(config, workdir: str) -> None:
   Writes under workdir: meshes/posed/<frame>.obj, meshes/canonical.obj, garment_textured.obj
   (+ .mtl, texture.png), garment.glb, previews/grid.png and previews/preview.<gif|mp4>.
   """
-  trained = trained_lib.load_trained(config, workdir)
+  trained = restore.load_trained(config, workdir)
   run, bank = trained.run, trained.run.bank
   seq = run.inputs.sequence
   out = pathlib.Path(workdir)

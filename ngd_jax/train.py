@@ -2,7 +2,7 @@
 
 train_and_evaluate is the table of contents of a run:
   1. validate the config, read the sequence and template (pipeline, host);
-  2. restore the latest checkpoint of the workdir (trained.py), or initialise (run.py);
+  2. restore the latest checkpoint of the workdir (restore.py), or initialise (run.py);
   3. geometry epochs (warm-up on J^S, then J^S + f_G), remeshing at the configured epochs
      (remeshing.py);
   4. appearance epochs (texturing.py) on the frozen geometry;
@@ -42,10 +42,10 @@ from ngd_jax import remesh
 from ngd_jax import remeshing
 from ngd_jax import render
 from ngd_jax import reporting
+from ngd_jax import restore
 from ngd_jax import run as run_lib
 from ngd_jax import supervision
 from ngd_jax import texturing
-from ngd_jax import trained as trained_lib
 from ngd_jax import workdir as workdir_lib
 
 
@@ -290,7 +290,7 @@ def step_settings(run: run_lib.Run) -> StepSettings:
                       run.use_depth, devices, not run.frames_resident)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trained_lib.Trained:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> restore.Trained:
   """Trains geometry then appearance (resuming from workdir), evaluates the trained state (in memory, as
   it was saved last), writes metrics.json; returns what it trained."""
   configuration.validate(config)
@@ -304,7 +304,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.train.keep_checkpoints)
   reporter = reporting.Reporter(f'{workdir}/tensorboard')
   try:
-    restored = trained_lib.restore_run(run, checkpointer)
+    restored = restore.restore_run(run, checkpointer)
     if restored is not None:
       reporter.write(f'Resumed from checkpoint {checkpointer.latest_step()} ({restored.meta["phase"]} phase).')
     geometry_result = train_geometry(run, checkpointer, reporter, restored)
@@ -316,13 +316,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   finally:
     reporter.close()
     checkpointer.close()
-  trained = trained_lib.pose_trained(run, geometry_result, appearance, last_saved)
+  trained = restore.pose_trained(run, geometry_result, appearance, last_saved)
   evaluate.evaluate_run(config, workdir, trained)
   return trained
 
 
 def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, reporter: reporting.Reporter,
-                   restored: trained_lib.Restored | None) -> run_lib.GeometryResult:
+                   restored: restore.Restored | None) -> run_lib.GeometryResult:
   """The geometry epochs, continuing `restored` if given.
 
   Between two logging intervals the loop sends each step a few bytes (StepBatch) and reads

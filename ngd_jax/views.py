@@ -20,8 +20,8 @@ from ngd_jax import frames as frames_lib
 from ngd_jax import images
 from ngd_jax import meshes
 from ngd_jax import render
+from ngd_jax import restore
 from ngd_jax import texturing
-from ngd_jax import trained as trained_lib
 
 RECONSTRUCTION_TINT = np.array([0.95, 0.55, 0.45])
 GROUND_TRUTH_TINT = np.array([0.45, 0.8, 0.5])
@@ -84,7 +84,7 @@ def preview_indices(num_frames: int, count: int) -> np.ndarray:
   return np.unique(np.linspace(0, num_frames - 1, min(count, num_frames)).astype(int))
 
 
-def render_reconstruction(trained: trained_lib.Trained, t: int, camera: data.Camera,
+def render_reconstruction(trained: restore.Trained, t: int, camera: data.Camera,
                           size: tuple[int, int]) -> Shaded:
   """Host: the reconstruction of training frame t seen by `camera` at `size` (H, W) (black
   background); textured when the run has an appearance, else its diffuse shading."""
@@ -105,7 +105,7 @@ class TrainingView(NamedTuple):
   render: np.ndarray  # float32 [H, W, 3], the reconstruction over the training image.
 
 
-def preview_frame(trained: trained_lib.Trained, t: int) -> TrainingView:
+def preview_frame(trained: restore.Trained, t: int) -> TrainingView:
   """Host: the training image of frame t and the reconstruction drawn over it."""
   run = trained.run
   bank, seq, config = run.bank, run.inputs.sequence, run.config
@@ -116,7 +116,7 @@ def preview_frame(trained: trained_lib.Trained, t: int) -> TrainingView:
   return TrainingView(image, np.clip(composite, 0.0, 1.0))
 
 
-def frame_panels(trained: trained_lib.Trained, t: int, training_view: TrainingView,
+def frame_panels(trained: restore.Trained, t: int, training_view: TrainingView,
                  name: str) -> tuple[list[np.ndarray], list[str]]:
   """Host: the labelled pictures of frame t for the preview grid (see the module docstring for why).
 

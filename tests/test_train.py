@@ -23,9 +23,9 @@ from ngd_jax import images
 from ngd_jax import loop
 from ngd_jax import pipeline
 from ngd_jax import reporting
+from ngd_jax import restore
 from ngd_jax import run as run_lib
 from ngd_jax import train
-from ngd_jax import trained as trained_lib
 from ngd_jax import workdir as workdir_lib
 from tests.train_fixtures import placed_step_inputs
 from tests.train_fixtures import sequence_path  # pylint: disable=unused-import  (module fixture)
@@ -109,7 +109,7 @@ def test_export_writes_every_product(uninterrupted, sequence_path):
   frame per training frame (the writers' formats are tests/test_export.py's)."""
   config = tiny_config(sequence_path)
   export.export_run(config, uninterrupted)
-  trained = trained_lib.load_trained(config, uninterrupted)
+  trained = restore.load_trained(config, uninterrupted)
   names = [trained.run.inputs.sequence.frames[int(i)] for i in trained.run.bank.indices]
   for t, name in enumerate(names):
     vertices, faces = obj_arrays(os.path.join(uninterrupted, 'meshes', 'posed', f'{name}.obj'))
@@ -165,7 +165,7 @@ def test_two_frames_per_step_end_mid_blend(sequence_path, tmp_path, monkeypatch)
   np.testing.assert_allclose(trained.posed, posed_at(batches[-1].blend_weight), rtol=0, atol=1e-6)
   assert np.abs(trained.posed - posed_at(0.0)).max() > 1e-4  # The blend weight shows in the garment.
   checks.clear()
-  restored = trained_lib.load_trained(config, workdir)  # What --mode=eval and export measure and write.
+  restored = restore.load_trained(config, workdir)  # What --mode=eval and export measure and write.
   assert len(checks) == 1
   np.testing.assert_allclose(restored.posed, trained.posed, rtol=0, atol=1e-6)
 

@@ -8,9 +8,9 @@ from configs import demo
 from ngd_jax import loop
 from ngd_jax import pipeline
 from ngd_jax import placement
+from ngd_jax import restore
 from ngd_jax import run as run_lib
 from ngd_jax import train
-from ngd_jax import trained as trained_lib
 from ngd_jax.data import synthetic
 
 
@@ -45,13 +45,13 @@ def tiny_config(path):
   return config
 
 
-def fresh_trained(config) -> trained_lib.Trained:
+def fresh_trained(config) -> restore.Trained:
   """An untrained run (J^S = the template's Jacobians, J^D off) posed per frame, as evaluation and
   export receive a trained one: for the tests of what reads a Trained, without training."""
   run = run_lib.Run(config, pipeline.load_inputs(config))
   constants = run.fit_constants()
   state, mesh = run.init_state(constants, jax.random.PRNGKey(0))
-  return trained_lib.pose_trained(run, run_lib.GeometryResult(constants, state, mesh, {'phase': 'done'}), None, 0)
+  return restore.pose_trained(run, run_lib.GeometryResult(constants, state, mesh, {'phase': 'done'}), None, 0)
 
 
 def placed_start(config, devices: int):

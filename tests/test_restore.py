@@ -1,4 +1,4 @@
-"""trained.py: restoring a workdir's checkpoint (the state as saved, a blend target included) and the
+"""restore.py: restoring a workdir's checkpoint (the state as saved, a blend target included) and the
 checks made before anything is restored."""
 
 import jax
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ngd_jax import checkpoint
-from ngd_jax import trained as trained_lib
+from ngd_jax import restore
 from ngd_jax import workdir as workdir_lib
 from tests.train_fixtures import fresh_trained
 from tests.train_fixtures import sequence_path  # pylint: disable=unused-import  (module fixture)
@@ -24,12 +24,12 @@ def test_restore_gives_back_the_saved_state(sequence_path, tmp_path):
   state = state._replace(step=jnp.int32(6), blend_start_epoch=jnp.int32(1),
                          blend_target=jnp.full((run.bank.num_frames,) + state.params['static'].shape, 0.25))
   checkpointer = checkpoint.Checkpointer(workdir, keep=2)
-  assert trained_lib.restore_run(run, checkpointer) is None
+  assert restore.restore_run(run, checkpointer) is None
   with pytest.raises(checkpoint.CheckpointError, match=r'no checkpoint\. Fix: train first'):
-    trained_lib.load_trained(config, workdir)
+    restore.load_trained(config, workdir)
   meta = {'phase': 'geometry', 'remeshes': 1, 'wall_seconds': 1.0, 'blend_target': True}
   checkpointer.save(6, {'constants': constants, 'geometry': state}, meta)
-  restored = trained_lib.restore_run(run, checkpointer)
+  restored = restore.restore_run(run, checkpointer)
   checkpointer.close()
   assert restored.meta == meta and restored.appearance is None
   saved, back = jax.tree_util.tree_leaves_with_path((constants, state)), jax.tree.leaves(
@@ -41,5 +41,5 @@ def test_restore_gives_back_the_saved_state(sequence_path, tmp_path):
   other = tiny_config(sequence_path)
   other.seed = 5
   with pytest.raises(workdir_lib.WorkdirError, match=r'changed: seed: 0 -> 5'):
-    trained_lib.load_trained(other, workdir)
-  assert trained_lib.load_trained(config, workdir).step == 6
+    restore.load_trained(other, workdir)
+  assert restore.load_trained(config, workdir).step == 6

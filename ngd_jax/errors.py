@@ -32,7 +32,7 @@ def _fail(program: str, error: BaseException) -> None:
   sys.exit(USAGE_STATUS)
 
 
-def run(main: Callable[[list[str]], None], program: str,
+def run_program(main: Callable[[list[str]], None], program: str,
         user_errors: Sequence[type[BaseException]] = (), argv: list[str] | None = None) -> None:
   """absl.app.run(main) on `argv` (default sys.argv), with flag errors and user errors (UserError and
   `user_errors`) reported in one line and exit status 2; any other exception propagates with its traceback."""

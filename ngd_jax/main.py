@@ -67,10 +67,10 @@ def main(argv):
     export.export_run(config, _WORKDIR.value)
 
 
-def run() -> None:
+def run_main() -> None:
   """The program: a --workdir alone brings its config.json; user errors are one line and exit status 2."""
-  errors.run(main, 'ngd_jax', argv=config_files.with_run_config(sys.argv))
+  errors.run_program(main, 'ngd_jax', argv=config_files.with_run_config(sys.argv))
 
 
 if __name__ == '__main__':
-  run()
+  run_main()

@@ -1,4 +1,4 @@
-"""errors.run: a user error is one line on stderr and exit status 2; a bug keeps its traceback."""
+"""errors.run_program: a user error is one line on stderr and exit status 2; a bug keeps its traceback."""
 
 import os
 import subprocess
@@ -19,7 +19,7 @@ def main(argv):
   if kind == 'listed':
     raise Bad('listed as a user error')
   raise RuntimeError('a bug')
-errors.run(main, 'prog', user_errors=(Bad,))
+errors.run_program(main, 'prog', user_errors=(Bad,))
 '''
 
 
@@ -56,7 +56,7 @@ def test_bad_flag_is_one_line():
 
 def test_run_parses_the_argv_it_is_given():
   """main.py passes sys.argv with the workdir's --config added: that list, not sys.argv, is parsed."""
-  program = _PROGRAM.replace("errors.run(main, 'prog', user_errors=(Bad,))",
-                             "errors.run(main, 'prog', user_errors=(Bad,), argv=[sys.argv[0], 'user'])")
+  program = _PROGRAM.replace("errors.run_program(main, 'prog', user_errors=(Bad,))",
+                             "errors.run_program(main, 'prog', user_errors=(Bad,), argv=[sys.argv[0], 'user'])")
   result = subprocess.run([sys.executable, '-c', program, 'bug'], cwd=_ROOT, capture_output=True, text=True, timeout=60)
   assert result.returncode == 2 and result.stderr.startswith('prog: error: seq/template.obj'), result.stderr

@@ -66,9 +66,9 @@ def _data(first_frame=0, num_frames=-1, frame_stride=1):
 
 
 def _one_line_exit(capsys, fail):
-  """errors.run(fail): one line naming the problem on stderr, exit status 2."""
+  """errors.run_program(fail): one line naming the problem on stderr, exit status 2."""
   with pytest.raises(SystemExit) as exit_info:
-    errors.run(lambda argv: fail(), 'ngd_jax', argv=['ngd_jax'])
+    errors.run_program(lambda argv: fail(), 'ngd_jax', argv=['ngd_jax'])
   stderr = capsys.readouterr().err
   assert exit_info.value.code == 2 and len(stderr.strip().splitlines()) == 1 and 'Traceback' not in stderr
   return stderr.strip()

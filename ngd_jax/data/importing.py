@@ -228,4 +228,4 @@ def run_importer(convert: Callable[[flags.FlagValues], Any], program: str) -> No
       raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     convert(flags.FLAGS)
 
-  errors.run(main, program, user_errors=(smplx_jax.ModelFileError,))
+  errors.run_program(main, program, user_errors=(smplx_jax.ModelFileError,))

@@ -568,4 +568,4 @@ def main(argv):
 
 if __name__ == '__main__':
   _define_flags()
-  errors.run(main, 'synthetic')  # An existing --out folder is the user's to fix: one line, no traceback.
+  errors.run_program(main, 'synthetic')  # An existing --out folder is the user's to fix: one line, no traceback.

@@ -3,7 +3,7 @@
 Per case (a: the demo sequence at 256^2 with its garment and configs/demo.py settings; b: the
 same sequence at 512^2 with the template subdivided to ~10k faces):
   whole steps: the geometry warm-up step (J^S only), the full dynamic step (J^S + f_G) and the
-    appearance step, each jitted as its loop runs it (train.geometry_step, texturing.appearance_step);
+    appearance step, each jitted as its loop runs it (train.geometry_step, appearance_phase.appearance_step);
   pieces of the dynamic geometry step, each its own jitted function on the same inputs:
     network   f_G forward + backward (face frames, normalisation, hash grids, MLP) w.r.t. its params;
     solve     the Poisson solve forward + backward w.r.t. J, per solver (cholesky; cg warm-started
@@ -52,6 +52,7 @@ import optax
 import trimesh
 
 from configs import demo
+from ngd_jax import appearance_phase
 from ngd_jax import data
 from ngd_jax import frames
 from ngd_jax import hash_encoding
@@ -62,7 +63,6 @@ from ngd_jax import pipeline
 from ngd_jax import placement
 from ngd_jax import remesh
 from ngd_jax import run as run_lib
-from ngd_jax import texturing
 from ngd_jax import train
 from ngd_jax.appearance import texture as texture_lib
 from ngd_jax.geometry import poisson
@@ -259,18 +259,18 @@ def appearance_setup(run: run_lib.Run, state, mesh, constants):
   builds them, on the template geometry."""
   config = run.config
   vertices, faces = run_lib.unpadded_template(state)
-  uvs, uv_faces = texturing.atlas(vertices, faces)
+  uvs, uv_faces = appearance_phase.atlas(vertices, faces)
   total_steps = config.appearance.num_epochs * run.bank.num_frames
   settings = optimizers.AppearanceOptimizer.from_config(config, total_steps)
   optimizer = optimizers.appearance_optimizer(settings)
-  app_state = texturing.init_state(config, uvs, uv_faces, run.bank.pose, settings, jax.random.PRNGKey(1))
-  frames = texturing.appearance_frames(run, run_lib.GeometryResult(constants, state, mesh, {}), app_state)
-  batch = jax.device_put(texturing.AppearanceBatch(t=np.int32(0), noise_std=np.float32(0.0),
+  app_state = appearance_phase.init_state(config, uvs, uv_faces, run.bank.pose, settings, jax.random.PRNGKey(1))
+  frames = appearance_phase.appearance_frames(run, run_lib.GeometryResult(constants, state, mesh, {}), app_state)
+  batch = jax.device_put(appearance_phase.AppearanceBatch(t=np.int32(0), noise_std=np.float32(0.0),
                                                    dynamic_weight=np.float32(1.0), seed=np.int32(1),
                                                    step=np.int32(0)))
-  log = jax.device_put(loop.LogSums.zeros(texturing.METRICS))
+  log = jax.device_put(loop.LogSums.zeros(appearance_phase.METRICS))
   module = texture_lib.dynamic_texture_from_config(config.appearance)
-  step = functools.partial(texturing.appearance_step, module=module, settings=settings)
+  step = functools.partial(appearance_phase.appearance_step, module=module, settings=settings)
   return app_state, (frames, batch, log), module, optimizer, step
 
 

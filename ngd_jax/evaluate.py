@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ngd_jax import appearance_phase
 from ngd_jax import data
 from ngd_jax import files
 from ngd_jax import frames as frames_lib
@@ -31,7 +32,6 @@ from ngd_jax import metrics
 from ngd_jax import render
 from ngd_jax import reporting
 from ngd_jax import restore
-from ngd_jax import texturing
 from ngd_jax import views
 
 # TensorBoard tags of the evaluation: the per-frame Chamfer curves (one per method, step = the
@@ -72,7 +72,7 @@ def _camera_metrics(trained: restore.Trained, t: int, baseline: np.ndarray, colo
   world_to_clip = jnp.asarray(world_to_clip)
   reconstruction = None
   if trained.appearance is not None:
-    pred, _ = texturing.render_textured(config, trained.appearance, jnp.asarray(trained.posed[t]),
+    pred, _ = appearance_phase.render_textured(config, trained.appearance, jnp.asarray(trained.posed[t]),
                                         jnp.asarray(trained.faces), world_to_clip, jnp.asarray(run.bank.pose[t]), size)
     reconstruction = image_metrics(pred, target, config.eval.lpips)
   flat = render.render_colors(jnp.asarray(baseline[t]), jnp.asarray(run.inputs.template_faces),

@@ -1,7 +1,7 @@
 """Host: a run restored from its workdir (what training resumes from, and --mode=eval and export read),
 and a trained run posed per frame (what evaluation and export measure and write).
 
-Imports flow run -> texturing -> trained -> views -> evaluate / export (WORKSPACE.md, "Layers").
+Imports flow run -> appearance_phase -> restore -> views -> evaluate / export (WORKSPACE.md, "Layers").
 """
 
 from typing import Any, NamedTuple
@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ngd_jax import appearance_phase
 from ngd_jax import checkpoint as checkpoint_lib
 from ngd_jax import pipeline
 from ngd_jax import run as run_lib
-from ngd_jax import texturing
 from ngd_jax import workdir as workdir_lib
 
 
@@ -23,7 +23,7 @@ class Restored(NamedTuple):
 
   constants: run_lib.Constants
   geometry: run_lib.GeometryState
-  appearance: texturing.AppearanceState | None
+  appearance: appearance_phase.AppearanceState | None
   meta: dict[str, Any]
 
 
@@ -43,7 +43,7 @@ def restore_run(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer,
     template = {'constants': constants, 'geometry': state}
     has_appearance = meta['phase'] in ('appearance', 'done') and meta.get('appearance_started', False)
     if has_appearance:
-      template['appearance'] = texturing.state_template(run.config, run.bank.pose)
+      template['appearance'] = appearance_phase.state_template(run.config, run.bank.pose)
     return template
 
   restored = checkpointer.restore_latest(template_of, step)  # Skips unreadable checkpoints when step is None.
@@ -58,13 +58,13 @@ class Trained(NamedTuple):
 
   run: run_lib.Run
   geometry: run_lib.GeometryResult
-  appearance: texturing.AppearanceState | None
+  appearance: appearance_phase.AppearanceState | None
   posed: np.ndarray  # float32 [T, V, 3], the garment per training frame as the state's last step made it.
   faces: np.ndarray  # int32 [F, 3]
   step: int  # The checkpoint's step: where evaluation's TensorBoard entries go.
 
 
-def pose_trained(run: run_lib.Run, geometry: run_lib.GeometryResult, appearance: texturing.AppearanceState | None,
+def pose_trained(run: run_lib.Run, geometry: run_lib.GeometryResult, appearance: appearance_phase.AppearanceState | None,
                  step: int) -> Trained:
   """Host: poses the garment per training frame (what evaluation and export read)."""
   posed, faces = run_lib.posed_frames(run, geometry)

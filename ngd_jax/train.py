@@ -4,8 +4,8 @@ train_and_evaluate is the table of contents of a run:
   1. validate the config, read the sequence and template (pipeline, host);
   2. restore the latest checkpoint of the workdir (restore.py), or initialise (run.py);
   3. geometry epochs (warm-up on J^S, then J^S + f_G), remeshing at the configured epochs
-     (remeshing.py);
-  4. appearance epochs (texturing.py) on the frozen geometry;
+     (remesh_phase.py);
+  4. appearance epochs (appearance_phase.py) on the frozen geometry;
   5. evaluation of the trained state as it is in memory (evaluate.py), metrics.json.
 
 Resume order: the checkpoint's meta says the phase; its state holds the step (and so the epoch
@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int
 
+from ngd_jax import appearance_phase
 from ngd_jax import body
 from ngd_jax import checkpoint as checkpoint_lib
 from ngd_jax import compiles
@@ -39,13 +40,12 @@ from ngd_jax import optimizers
 from ngd_jax import pipeline
 from ngd_jax import placement
 from ngd_jax import remesh
-from ngd_jax import remeshing
+from ngd_jax import remesh_phase
 from ngd_jax import render
 from ngd_jax import reporting
 from ngd_jax import restore
 from ngd_jax import run as run_lib
 from ngd_jax import supervision
-from ngd_jax import texturing
 from ngd_jax import workdir as workdir_lib
 
 
@@ -310,7 +310,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> resto
     geometry_result = train_geometry(run, checkpointer, reporter, restored)
     appearance = None
     if config.appearance.enabled:
-      appearance = texturing.train_appearance(run, geometry_result, checkpointer, reporter,
+      appearance = appearance_phase.train_appearance(run, geometry_result, checkpointer, reporter,
                                               restored.appearance if restored is not None else None)
     last_saved = checkpointer.latest_step()
   finally:
@@ -391,7 +391,7 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
       t = int(placement.step_indices(run, step - 1)[0])  # The first frame of the step just taken.
       reporter.image(step, 'geometry/target_vs_render', preview(run, state, mesh, constants, t))
     if remesh_now:
-      remeshed = remeshing.remesh_state(run, state, mesh, constants, remesh_epochs.index(completed), completed,
+      remeshed = remesh_phase.remesh_state(run, state, mesh, constants, remesh_epochs.index(completed), completed,
                                         reporter)
       state, mesh = placement.place(remeshed, settings.devices)
       faces, blend_start = int(state.num_faces), int(state.blend_start_epoch)

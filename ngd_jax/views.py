@@ -15,13 +15,13 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from ngd_jax import appearance_phase
 from ngd_jax import data
 from ngd_jax import frames as frames_lib
 from ngd_jax import images
 from ngd_jax import meshes
 from ngd_jax import render
 from ngd_jax import restore
-from ngd_jax import texturing
 
 RECONSTRUCTION_TINT = np.array([0.95, 0.55, 0.45])
 GROUND_TRUTH_TINT = np.array([0.45, 0.8, 0.5])
@@ -93,7 +93,7 @@ def render_reconstruction(trained: restore.Trained, t: int, camera: data.Camera,
   posed, faces = jnp.asarray(trained.posed[t]), jnp.asarray(trained.faces)
   world_to_clip = jnp.asarray(frames_lib.clip_matrix(camera, size, config.render))
   if trained.appearance is not None:
-    return Shaded(*texturing.render_textured(config, trained.appearance, posed, faces, world_to_clip,
+    return Shaded(*appearance_phase.render_textured(config, trained.appearance, posed, faces, world_to_clip,
                                              jnp.asarray(run.bank.pose[t]), size))
   out = render.render_garment(posed, faces, render.build_topology(trained.faces), world_to_clip,
                                jnp.asarray(camera.world_to_camera), size, config.render.backend)

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ngd_jax import texturing
+from ngd_jax import appearance_phase
 from ngd_jax.appearance import texture
 
 
@@ -35,7 +35,7 @@ def test_covered_pixels_give_the_full_evaluation_there():
   coverage[3:9, 2:7] = 1
   code = jnp.array([0.2, 0.7])
   full = texture.shade(static, module, params, uv, code, 1.0)
-  pixels = texturing.covered_pixels(coverage)
+  pixels = appearance_phase.covered_pixels(coverage)
   assert pixels.shape == (1024,) and np.sum(pixels >= 0) == 30
   sparse = texture.shade(static, module, params, uv, code, 1.0, jnp.asarray(pixels))
   covered = coverage[..., None] > 0

@@ -1,4 +1,4 @@
-"""remeshing.py: a remesh refines where the epoch's face scores are high and carries the state over,
+"""remesh_phase.py: a remesh refines where the epoch's face scores are high and carries the state over,
 so that the garment does not jump: J^S keeps the canonical shape, and after the warm-up the old J^D
 becomes the blend target that the first blended epoch (network weight 0) reproduces."""
 
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ngd_jax import remeshing
+from ngd_jax import remesh_phase
 from ngd_jax import run as run_lib
 from tests.train_fixtures import fresh_trained
 from tests.train_fixtures import sequence_path  # pylint: disable=unused-import  (module fixture)
@@ -30,7 +30,7 @@ def scored(state: run_lib.GeometryState) -> run_lib.GeometryState:
 def remeshed(trained, epoch: int):
   run, (constants, state, mesh, _) = trained.run, trained.geometry
   messages = []
-  new_state, new_mesh = remeshing.remesh_state(run, scored(state), mesh, constants, 0, epoch,
+  new_state, new_mesh = remesh_phase.remesh_state(run, scored(state), mesh, constants, 0, epoch,
                                                types.SimpleNamespace(write=messages.append))
   assert len(messages) == 1 and messages[0].startswith(f'Remesh 1/1 after epoch {epoch}:')
   return run_lib.GeometryResult(constants, new_state, new_mesh, {})

@@ -88,6 +88,7 @@ VARIANTS = {
 }
 DEFAULT_VARIANTS = ('ngd', 'displacement', 'no_remesh', 'normals', 'body_template')
 METRICS = ('chamfer_sq_x1e3', 'chamfer_mm', 'normal_consistency', 'drift_mm')
+DIGITS = {'chamfer_sq_x1e3': 2, 'chamfer_mm': 2, 'drift_mm': 1}  # Decimals in the table (3 for the others).
 HELD_OUT = ('psnr', 'ssim', 'lpips')  # Means over the held-out views.
 
 _OUT = flags.DEFINE_string('out', 'runs/bench_quality', 'Folder of the runs and the result tables.')
@@ -149,7 +150,7 @@ def chamfer_ratios(metrics: dict, lbs: dict) -> list[float]:
 def method_row(case: str, template: str, method: str, metrics: dict, lbs: dict, train_psnr) -> str:
   """One markdown row: geometry means, training-view PSNR, held-out image means, then Chamfer x1e3, NC
   and the Chamfer ratio to LBS per third."""
-  cells = [_cell(metrics.get(key), {'chamfer_sq_x1e3': 2, 'chamfer_mm': 2, 'drift_mm': 1}.get(key, 3)) for key in METRICS]
+  cells = [_cell(metrics.get(key), DIGITS.get(key, 3)) for key in METRICS]
   cells += [_cell(train_psnr, 2)] + [_cell(metrics.get(key), 2 if key == 'psnr' else 3) for key in HELD_OUT]
   thirds = metrics.get('thirds', [])
   ratios = ' / '.join(_cell(r, 2) for r in chamfer_ratios(metrics, lbs))

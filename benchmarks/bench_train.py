@@ -266,8 +266,8 @@ def appearance_setup(run: run_lib.Run, state, mesh, constants):
   app_state = appearance_phase.init_state(config, uvs, uv_faces, run.bank.pose, settings, jax.random.PRNGKey(1))
   frames = appearance_phase.appearance_frames(run, run_lib.GeometryResult(constants, state, mesh, {}), app_state)
   batch = jax.device_put(appearance_phase.AppearanceBatch(t=np.int32(0), noise_std=np.float32(0.0),
-                                                   dynamic_weight=np.float32(1.0), seed=np.int32(1),
-                                                   step=np.int32(0)))
+                                                          dynamic_weight=np.float32(1.0), seed=np.int32(1),
+                                                          step=np.int32(0)))
   log = jax.device_put(loop.LogSums.zeros(appearance_phase.METRICS))
   module = texture_lib.dynamic_texture_from_config(config.appearance)
   step = functools.partial(appearance_phase.appearance_step, module=module, settings=settings)

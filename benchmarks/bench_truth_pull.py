@@ -36,7 +36,7 @@ _SEQUENCE = flags.DEFINE_string('sequence', None, 'Sequence folder with gt/garme
 _RESOLUTION = flags.DEFINE_integer('resolution', 160, 'Training resolution (longer side).')
 _FRAMES = flags.DEFINE_integer('frames', 8, 'Frames measured (the first ones).')
 _OFFSET_MM = flags.DEFINE_float('offset_mm', 5.0, 'Normal offset of the reference error (mm).')
-_SET = flags.DEFINE_multi_string('set', [], 'Config overrides KEY=VALUE (section.name=value), e.g. loss.depth_margin=0.')
+_SET = flags.DEFINE_multi_string('set', [], 'Config overrides section.name=value, e.g. loss.depth_margin=0.')
 
 TERMS = ('huber', 'ssim', 'mask', 'depth')
 

@@ -73,7 +73,8 @@ def _camera_metrics(trained: restore.Trained, t: int, baseline: np.ndarray, colo
   reconstruction = None
   if trained.appearance is not None:
     pred, _ = appearance_phase.render_textured(config, trained.appearance, jnp.asarray(trained.posed[t]),
-                                        jnp.asarray(trained.faces), world_to_clip, jnp.asarray(run.bank.pose[t]), size)
+                                               jnp.asarray(trained.faces), world_to_clip,
+                                               jnp.asarray(run.bank.pose[t]), size)
     reconstruction = image_metrics(pred, target, config.eval.lpips)
   flat = render.render_colors(jnp.asarray(baseline[t]), jnp.asarray(run.inputs.template_faces),
                               jnp.broadcast_to(jnp.asarray(colour), baseline[t].shape), world_to_clip, size,

@@ -64,8 +64,8 @@ class Trained(NamedTuple):
   step: int  # The checkpoint's step: where evaluation's TensorBoard entries go.
 
 
-def pose_trained(run: run_lib.Run, geometry: run_lib.GeometryResult, appearance: appearance_phase.AppearanceState | None,
-                 step: int) -> Trained:
+def pose_trained(run: run_lib.Run, geometry: run_lib.GeometryResult,
+                 appearance: appearance_phase.AppearanceState | None, step: int) -> Trained:
   """Host: poses the garment per training frame (what evaluation and export read)."""
   posed, faces = run_lib.posed_frames(run, geometry)
   return Trained(run, geometry, appearance, posed, faces, step)

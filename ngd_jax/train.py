@@ -311,7 +311,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> resto
     appearance = None
     if config.appearance.enabled:
       appearance = appearance_phase.train_appearance(run, geometry_result, checkpointer, reporter,
-                                              restored.appearance if restored is not None else None)
+                                                     restored.appearance if restored is not None else None)
     last_saved = checkpointer.latest_step()
   finally:
     reporter.close()
@@ -392,7 +392,7 @@ def train_geometry(run: run_lib.Run, checkpointer: checkpoint_lib.Checkpointer, 
       reporter.image(step, 'geometry/target_vs_render', preview(run, state, mesh, constants, t))
     if remesh_now:
       remeshed = remesh_phase.remesh_state(run, state, mesh, constants, remesh_epochs.index(completed), completed,
-                                        reporter)
+                                           reporter)
       state, mesh = placement.place(remeshed, settings.devices)
       faces, blend_start = int(state.num_faces), int(state.blend_start_epoch)
       meta['remeshes'] += 1

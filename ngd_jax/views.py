@@ -94,7 +94,7 @@ def render_reconstruction(trained: restore.Trained, t: int, camera: data.Camera,
   world_to_clip = jnp.asarray(frames_lib.clip_matrix(camera, size, config.render))
   if trained.appearance is not None:
     return Shaded(*appearance_phase.render_textured(config, trained.appearance, posed, faces, world_to_clip,
-                                             jnp.asarray(run.bank.pose[t]), size))
+                                                    jnp.asarray(run.bank.pose[t]), size))
   out = render.render_garment(posed, faces, render.build_topology(trained.faces), world_to_clip,
                                jnp.asarray(camera.world_to_camera), size, config.render.backend)
   return Shaded(np.repeat(np.asarray(out.diffuse), 3, axis=-1), np.asarray(out.alpha)[..., 0])

@@ -36,8 +36,9 @@ def test_rasterize_uv_interpolates_the_atlas_at_pixel_centres():
   vertices, faces = grid()
   uvs = vertices[:, :2] + 0.5  # u = x + 0.5, v = y + 0.5.
   size = 16
-  seen = appearance_phase.rasterize_uv(jnp.asarray(vertices), jnp.asarray(faces), jnp.asarray(uvs), jnp.asarray(faces),
-                                jnp.eye(4), (size, size), default.get_config().render.backend)
+  seen = appearance_phase.rasterize_uv(jnp.asarray(vertices), jnp.asarray(faces), jnp.asarray(uvs),
+                                       jnp.asarray(faces), jnp.eye(4), (size, size),
+                                       default.get_config().render.backend)
   coverage, uv = np.asarray(seen.coverage), np.asarray(seen.uv)
   centres = 2 * (np.arange(size) + 0.5) / size - 1  # Clip = world here: x_ndc of column c, -y_ndc of row c.
   inside = np.abs(centres) < 0.5
@@ -54,7 +55,8 @@ def test_covered_pixels_are_padded_to_a_shared_capacity():
   np.testing.assert_array_equal(pixels[:3], [3 * 40 + 5, 3 * 40 + 7, 40 * 40 - 1])
   assert (pixels[3:] == -1).all()
   assert appearance_phase.covered_pixels(coverage, capacity=5).tolist() == [125, 127, 1599, -1, -1]
-  assert appearance_phase.covered_pixels(np.ones((40, 40))).shape == (2048,)  # 1,600 covered: the next multiple of 1024.
+  # 1,600 covered: the next multiple of 1024.
+  assert appearance_phase.covered_pixels(np.ones((40, 40))).shape == (2048,)
 
 
 def test_texture_code_spans_the_unit_box_over_the_training_poses():
@@ -62,7 +64,7 @@ def test_texture_code_spans_the_unit_box_over_the_training_poses():
   config.appearance.hash_levels, config.appearance.hash_log2_table_size, config.appearance.texture_size = 2, 8, 8
   poses = np.random.default_rng(0).normal(size=(12, 72)).astype(np.float32)
   state = appearance_phase.init_state(config, np.zeros((3, 2), np.float32), np.zeros((1, 3), np.int32), poses,
-                               optimizers.AppearanceOptimizer.from_config(config, 10), jax.random.PRNGKey(0))
+                                      optimizers.AppearanceOptimizer.from_config(config, 10), jax.random.PRNGKey(0))
   codes = np.stack([np.asarray(appearance_phase.texture_code(state, jnp.asarray(pose))) for pose in poses])
   np.testing.assert_allclose(codes.min(0), 0.0, atol=1e-5)
   np.testing.assert_allclose(codes.max(0), 1.0, atol=1e-5)

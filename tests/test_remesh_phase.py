@@ -31,7 +31,7 @@ def remeshed(trained, epoch: int):
   run, (constants, state, mesh, _) = trained.run, trained.geometry
   messages = []
   new_state, new_mesh = remesh_phase.remesh_state(run, scored(state), mesh, constants, 0, epoch,
-                                               types.SimpleNamespace(write=messages.append))
+                                                  types.SimpleNamespace(write=messages.append))
   assert len(messages) == 1 and messages[0].startswith(f'Remesh 1/1 after epoch {epoch}:')
   return run_lib.GeometryResult(constants, new_state, new_mesh, {})
 

@@ -17,6 +17,6 @@ from ngd_jax.body.smpl import bake_smpl
 
 __all__ = [
     'BodyData', 'BodyDataError', 'bake_smpl', 'diffuse_from_contact', 'DistanceGrid', 'fit_distance_grid',
-    'signed_distance', 'garment_skinning_weights', 'garment_weights', 'lbs', 'lbs_frames', 'read_body_npz', 'validate_body',
-    'write_body_npz',
+    'signed_distance', 'garment_skinning_weights', 'garment_weights', 'lbs', 'lbs_frames', 'read_body_npz',
+    'validate_body', 'write_body_npz',
 ]

@@ -143,7 +143,8 @@ def diffuse_from_contact(weights: np.ndarray, garment_rest: np.ndarray, faces: n
 
 
 def garment_weights(garment_rest: np.ndarray, faces: np.ndarray, body_rest: np.ndarray, body_weights: np.ndarray,
-                    method: str = 'exp', sigma: float = 0.25, knn: int = 8, contact_distance: float = -1.0) -> np.ndarray:
+                    method: str = 'exp', sigma: float = 0.25, knn: int = 8,
+                    contact_distance: float = -1.0) -> np.ndarray:
   """Host: the garment's weights f32[Vg,K] by config.skinning's rule: garment_skinning_weights, then, when
   contact_distance >= 0, diffuse_from_contact (the paper: -1, nearest body only)."""
   weights = garment_skinning_weights(garment_rest, body_rest, body_weights, method=method, sigma=sigma, knn=knn)

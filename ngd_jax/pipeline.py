@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 
 from ngd_jax import body
+from ngd_jax import config_files
 from ngd_jax import configuration
 from ngd_jax import data
 from ngd_jax import files
@@ -204,4 +205,4 @@ def frame_inputs(bank: frames_lib.FrameBank, t, pose_code) -> model_lib.FrameInp
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes workdir/config.json atomically (the configuration the run was trained with)."""
-  files.write_bytes(os.path.join(workdir, 'config.json'), config.to_json_best_effort(indent=2).encode())
+  files.write_bytes(os.path.join(workdir, config_files.RUN_CONFIG), config.to_json_best_effort(indent=2).encode())

@@ -29,7 +29,6 @@ from ngd_jax import pipeline
 # evaluation and export.
 FREE_KEYS = ('data.path', 'data.synthetic_preset', 'train.log_every_steps', 'train.image_every_steps',
              'train.checkpoint_every_steps', 'train.keep_checkpoints', 'train.device_frames_max_gb', 'eval', 'export')
-CONFIG_FILE = config_files.RUN_CONFIG
 FINGERPRINT_FILE = 'sequence_fingerprint.json'
 _HASHED = ('sequence.json', 'body.npz', 'template.obj')
 _EXAMPLES = 3  # File names quoted per kind of difference.
@@ -94,7 +93,7 @@ def check(config: ml_collections.ConfigDict, sequence_path: str | os.PathLike, w
   if not _has_checkpoint(workdir):
     return
   changes = []
-  config_path = os.path.join(workdir, CONFIG_FILE)
+  config_path = os.path.join(workdir, config_files.RUN_CONFIG)
   if os.path.isfile(config_path):
     changes += config_changes(_read_json(config_path), json.loads(config.to_json_best_effort()))
   fingerprint_path = os.path.join(workdir, FINGERPRINT_FILE)

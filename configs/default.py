@@ -17,7 +17,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   config.data.path = ''  # Sequence folder (sequence.json, rgb/, mask/, body.npz, ...).
   config.data.synthetic_preset = ''  # If data.path is '': generate this synthetic preset into the cache and use it.
-  config.data.resolution = 512  # Training images are resized so that the longer side has this many (the paper: 1080).
+  config.data.resolution = 512  # Longer side of the training images, in pixels (the paper: 1080).
   config.data.first_frame = 0  # First frame used for training (index into sequence.json frames).
   config.data.num_frames = -1  # Number of training frames; -1 = all from first_frame.
   config.data.frame_stride = 1  # Use every n-th frame.

@@ -67,7 +67,7 @@ from ngd_jax import train
 from ngd_jax.appearance import texture as texture_lib
 from ngd_jax.geometry import poisson
 from ngd_jax.geometry import templates
-from ngd_jax.render import texture as texture_lookup
+from ngd_jax.render import sampling
 
 
 @dataclasses.dataclass
@@ -282,7 +282,7 @@ def appearance_pieces(app_state, frames, module, optimizer):
   cotangent = jax.random.normal(jax.random.PRNGKey(2), (height, width, 3))
 
   def static_fwd_bwd(texture, uv, cotangent):
-    image, pullback = jax.vjp(lambda t: texture_lookup(t, uv), texture)
+    image, pullback = jax.vjp(lambda t: sampling.bilinear_sample(t, uv), texture)
     return image, pullback(cotangent)
 
   def dynamic_fwd_bwd(dynamic_params, uv, code, pixels, cotangent):

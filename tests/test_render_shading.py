@@ -153,20 +153,20 @@ def test_texture_bilinear_matches_reference_and_gradients():
   rng = np.random.default_rng(0)
   tex = rng.uniform(size=(5, 7, 3)).astype(np.float32)
   uv = rng.uniform(-0.1, 1.1, size=(6, 4, 2)).astype(np.float32)
-  out = render.texture(jnp.asarray(tex), jnp.asarray(uv))
+  out = render.bilinear_sample(jnp.asarray(tex), jnp.asarray(uv))
   np.testing.assert_allclose(out, _texture_reference(tex, uv), atol=1e-5)
   # v = 0 is the bottom row, u = 0 the left column (texel centres).
-  np.testing.assert_allclose(render.texture(tex, jnp.array([0.5 / 7, 0.5 / 5])), tex[4, 0],
+  np.testing.assert_allclose(render.bilinear_sample(tex, jnp.array([0.5 / 7, 0.5 / 5])), tex[4, 0],
                              atol=1e-6)
   # Linear in tex: the gradient w.r.t. tex is the reference with a one-hot texture.
-  g_tex = jax.grad(lambda t: render.texture(t, jnp.asarray(uv))[..., 1].sum())(jnp.asarray(tex))
+  g_tex = jax.grad(lambda t: render.bilinear_sample(t, jnp.asarray(uv))[..., 1].sum())(jnp.asarray(tex))
   one_hot = np.zeros_like(tex)
   one_hot[2, 3, 1] = 1.0
   np.testing.assert_allclose(g_tex[2, 3, 1], _texture_reference(one_hot, uv)[..., 1].sum(),
                              atol=1e-5)
   # uv gradient: central differences (step 1e-3, inside texel cells).
   inner = np.array([[0.33, 0.61], [0.71, 0.27]], np.float32)
-  g_uv = np.asarray(jax.grad(lambda q: render.texture(jnp.asarray(tex), q).sum())(inner))
+  g_uv = np.asarray(jax.grad(lambda q: render.bilinear_sample(jnp.asarray(tex), q).sum())(inner))
   for i in range(2):
     for j in range(2):
       step = np.zeros_like(inner)

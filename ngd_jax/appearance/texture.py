@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from ngd_jax import hash_encoding
-from ngd_jax.render import texture as texture_lookup
+from ngd_jax.render import sampling
 
 
 class DynamicTexture(hash_encoding.HashGridMLP):
@@ -47,7 +47,7 @@ def shade(
   training-step proposals).
   """
   height, width = uv.shape[:2]
-  base = texture_lookup(static_texture, uv)
+  base = sampling.bilinear_sample(static_texture, uv)
   flat_uv = jnp.clip(uv.reshape(-1, 2), 0.0, 1.0)
   if pixels is None:
     offset = dynamic_texture.apply(dynamic_params, flat_uv, pose_code)

@@ -1,4 +1,4 @@
-"""Bilinear texture lookup (docs/design.md section 4), differentiable in the texture and the uv.
+"""Bilinear texture sampling (docs/design.md section 4), differentiable in the texture and the uv.
 
 uv convention (OBJ / glTF as written by xatlas users): u in [0, 1] runs left to right across the
 texture image's columns, v in [0, 1] runs bottom to top, i.e. v = 0 is the bottom row (the last
@@ -11,14 +11,14 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 
-def texture(tex: Float[Array, 'Ht Wt C'], uv: Float[Array, '*N 2']) -> Float[Array, '*N C']:
+def bilinear_sample(tex: Float[Array, 'Ht Wt C'], uv: Float[Array, '*N 2']) -> Float[Array, '*N C']:
   """Bilinear lookup of tex at uv.
 
   Differentiable w.r.t. tex and uv (the uv gradient is the piecewise-constant slope between
   texel centres, zero where clamped).
   """
   if tex.ndim != 3 or uv.shape[-1] != 2:
-    raise ValueError(f'texture: expected tex [Ht, Wt, C] and uv [..., 2], got {tex.shape} and '
+    raise ValueError(f'bilinear_sample: expected tex [Ht, Wt, C] and uv [..., 2], got {tex.shape} and '
                      f'{uv.shape}.')
   tex_h, tex_w = tex.shape[:2]
   x = jnp.clip(uv[..., 0] * tex_w - 0.5, 0.0, tex_w - 1.0)

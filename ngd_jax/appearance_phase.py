@@ -25,6 +25,7 @@ from ngd_jax import optimizers
 from ngd_jax import render
 from ngd_jax import reporting
 from ngd_jax import run as run_lib
+from ngd_jax.appearance import projection
 from ngd_jax.appearance import texture as texture_lib
 
 
@@ -44,6 +45,7 @@ class UVImage(NamedTuple):
 
   uv: Float[Array, 'H W 2']  # Atlas coordinates per pixel.
   coverage: Float[Array, 'H W']  # 1 where the garment covers the pixel.
+  depth: Float[Array, 'H W']  # The garment's z/w (nearer is smaller), inf where it covers nothing.
 
 
 class AppearanceFrames(NamedTuple):
@@ -79,7 +81,8 @@ def atlas(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def init_state(config: ml_collections.ConfigDict, uvs: np.ndarray, uv_faces: np.ndarray, poses: np.ndarray,
                settings: optimizers.AppearanceOptimizer, key: jax.Array) -> AppearanceState:
-  """Static texture at appearance.texture_init, a fresh dynamic texture, the texture pose PCA."""
+  """Static texture at appearance.texture_init (train_appearance then reads it off the frames if
+  appearance.texture_from_frames), a fresh dynamic texture, the texture pose PCA."""
   pca = geometry.fit_pose_pca(poses, config.appearance.pose_components)
   codes = np.asarray(geometry.pose_code(pca, jnp.asarray(poses)))
   size = config.appearance.texture_size
@@ -104,7 +107,9 @@ def rasterize_uv(posed: jax.Array, faces: jax.Array, uvs: jax.Array, uv_faces: j
                  resolution: tuple[int, int], backend: str) -> UVImage:
   """The atlas coordinates and coverage of the posed garment seen by a camera."""
   rast = render.rasterize(render.to_clip(posed, world_to_clip), faces, resolution, backend)
-  return UVImage(render.interpolate(uvs, rast, uv_faces), (rast[..., 3] > 0).astype(jnp.float32))
+  covered = rast[..., 3] > 0
+  return UVImage(render.interpolate(uvs, rast, uv_faces), covered.astype(jnp.float32),
+                 jnp.where(covered, rast[..., 2], jnp.inf))
 
 
 def covered_pixels(coverage: np.ndarray, capacity: int | None = None) -> np.ndarray:
@@ -173,6 +178,11 @@ def train_appearance(run: run_lib.Run, result: run_lib.GeometryResult, checkpoin
   if step >= total_steps:
     return state
   frames = appearance_frames(run, result, state)
+  if restored is None and config.appearance.texture_from_frames:
+    # Adam's moments start at zero whatever the values, so the optimizer state made above still fits.
+    static = projection.texture_from_frames(frames.uv, frames.coverage * frames.mask,
+                                            frames.rgb.astype(jnp.float32) / 255.0, config.appearance.texture_size)
+    state = state._replace(params=dict(state.params, static=jnp.asarray(static)))
   module = texture_lib.dynamic_texture_from_config(config.appearance)
   log = jax.device_put(loop.LogSums.zeros(METRICS))
   reporter.start_phase('appearance', total_steps, step)
@@ -233,10 +243,13 @@ class Textured(NamedTuple):
 
 def render_textured(config: ml_collections.ConfigDict, state: AppearanceState, posed: Float[Array, 'V 3'],
                     faces: Int[Array, 'F 3'], world_to_clip: Float[Array, '4 4'], pose: Float[Array, 'P'],
-                    resolution: tuple[int, int]) -> Textured:
-  """Host: the textured colour and coverage of a posed garment from a camera."""
-  uv, coverage = rasterize_uv(posed, faces, state.uvs, state.uv_faces, world_to_clip, resolution,
-                              config.render.backend)
+                    resolution: tuple[int, int], occluder_depth: np.ndarray | None = None) -> Textured:
+  """Host: the textured colour and coverage of a posed garment from a camera; with `occluder_depth` (z/w
+  [H, W] of what else the camera sees, inf where nothing: frames.body_depth), only where the garment is nearer."""
+  uv, coverage, depth = rasterize_uv(posed, faces, state.uvs, state.uv_faces, world_to_clip, resolution,
+                                     config.render.backend)
+  if occluder_depth is not None:
+    coverage = coverage * (depth < occluder_depth)
   module = texture_lib.dynamic_texture_from_config(config.appearance)
   rgb = shade(module, state.params, uv, texture_code(state, pose), 1.0, covered_pixels(coverage))
   return Textured(np.asarray(rgb * coverage[..., None]), np.asarray(coverage))

@@ -69,17 +69,21 @@ def _camera_metrics(trained: restore.Trained, t: int, baseline: np.ndarray, colo
   the textured reconstruction (None before the appearance phase) and the LBS baseline's flat colour."""
   run, config = trained.run, trained.run.config
   size = target.shape[:2]
+  occluder = views.body_in_front(trained, t, world_to_clip, size)
   world_to_clip = jnp.asarray(world_to_clip)
   reconstruction = None
   if trained.appearance is not None:
     pred, _ = appearance_phase.render_textured(config, trained.appearance, jnp.asarray(trained.posed[t]),
                                                jnp.asarray(trained.faces), world_to_clip,
-                                               jnp.asarray(run.bank.pose[t]), size)
+                                               jnp.asarray(run.bank.pose[t]), size, occluder)
     reconstruction = image_metrics(pred, target, config.eval.lpips)
   flat = render.render_colors(jnp.asarray(baseline[t]), jnp.asarray(run.inputs.template_faces),
                               jnp.broadcast_to(jnp.asarray(colour), baseline[t].shape), world_to_clip, size,
                               backend=config.render.backend)
-  return reconstruction, image_metrics(np.asarray(flat.rgb), target, config.eval.lpips)
+  flat_rgb = np.asarray(flat.rgb)
+  if occluder is not None:
+    flat_rgb = flat_rgb * (np.asarray(flat.rast[..., 2]) < occluder)[..., None]
+  return reconstruction, image_metrics(flat_rgb, target, config.eval.lpips)
 
 
 def tracked_cloth(gt_meshes: Sequence[Any], num_frames: int) -> bool:

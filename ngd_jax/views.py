@@ -84,17 +84,31 @@ def preview_indices(num_frames: int, count: int) -> np.ndarray:
   return np.unique(np.linspace(0, num_frames - 1, min(count, num_frames)).astype(int))
 
 
+def body_in_front(trained: restore.Trained, t: int, world_to_clip: np.ndarray, size: tuple[int, int]
+                  ) -> np.ndarray | None:
+  """Host: z/w [H, W] of frame t's posed body from a camera (inf where no body), what hides the garment
+  there as it does in the frames' masks; None when eval.body_occlusion is off."""
+  run = trained.run
+  if not run.config.eval.body_occlusion:
+    return None
+  return frames_lib.body_depth(run.inputs.sequence.body, run.bank.indices[t:t + 1],
+                               np.asarray(world_to_clip)[None], size)[0]
+
+
 def render_reconstruction(trained: restore.Trained, t: int, camera: data.Camera,
                           size: tuple[int, int]) -> Shaded:
   """Host: the reconstruction of training frame t seen by `camera` at `size` (H, W) (black
-  background); textured when the run has an appearance, else its diffuse shading."""
+  background); textured when the run has an appearance (where the body does not hide it, see
+  body_in_front), else its diffuse shading."""
   run = trained.run
   config = run.config
   posed, faces = jnp.asarray(trained.posed[t]), jnp.asarray(trained.faces)
-  world_to_clip = jnp.asarray(frames_lib.clip_matrix(camera, size, config.render))
+  world_to_clip = frames_lib.clip_matrix(camera, size, config.render)
   if trained.appearance is not None:
-    return Shaded(*appearance_phase.render_textured(config, trained.appearance, posed, faces, world_to_clip,
-                                                    jnp.asarray(run.bank.pose[t]), size))
+    return Shaded(*appearance_phase.render_textured(config, trained.appearance, posed, faces,
+                                                    jnp.asarray(world_to_clip), jnp.asarray(run.bank.pose[t]), size,
+                                                    body_in_front(trained, t, world_to_clip, size)))
+  world_to_clip = jnp.asarray(world_to_clip)
   out = render.render_garment(posed, faces, render.build_topology(trained.faces), world_to_clip,
                                jnp.asarray(camera.world_to_camera), size, config.render.backend)
   return Shaded(np.repeat(np.asarray(out.diffuse), 3, axis=-1), np.asarray(out.alpha)[..., 0])

@@ -69,3 +69,25 @@ def test_texture_code_spans_the_unit_box_over_the_training_poses():
   np.testing.assert_allclose(codes.min(0), 0.0, atol=1e-5)
   np.testing.assert_allclose(codes.max(0), 1.0, atol=1e-5)
   np.testing.assert_array_equal(state.params['static'], np.full((8, 8, 3), config.appearance.texture_init, np.float32))
+
+
+def test_render_textured_hides_the_garment_where_an_occluder_is_nearer():
+  config = default.get_config()
+  config.appearance.hash_levels, config.appearance.hash_log2_table_size, config.appearance.texture_size = 2, 8, 8
+  vertices, faces = grid()
+  uvs = vertices[:, :2] + 0.5
+  poses = np.random.default_rng(0).normal(size=(3, 72)).astype(np.float32)
+  state = appearance_phase.init_state(config, uvs, faces, poses,
+                                      optimizers.AppearanceOptimizer.from_config(config, 10), jax.random.PRNGKey(0))
+  size = (16, 16)
+  args = (config, state, jnp.asarray(vertices), jnp.asarray(faces), jnp.eye(4), jnp.asarray(poses[0]), size)
+  whole = appearance_phase.render_textured(*args)
+  garment_depth = 0.5  # z/w of the grid: clip = world.
+  occluder = np.full(size, np.inf, np.float32)
+  occluder[:, :8] = garment_depth - 0.1  # Nearer than the garment on the left half ...
+  occluder[:8, 8:] = garment_depth + 0.1  # ... farther in the top right quarter.
+  hidden = appearance_phase.render_textured(*args, occluder)
+  np.testing.assert_array_equal(hidden.coverage[:, :8], 0.0)
+  np.testing.assert_array_equal(hidden.coverage[:, 8:], whole.coverage[:, 8:])
+  np.testing.assert_array_equal(hidden.rgb[:, :8], 0.0)
+  assert whole.coverage[:, :8].sum() > 0 and np.all(hidden.rgb[:, 8:] == whole.rgb[:, 8:])

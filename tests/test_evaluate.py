@@ -23,18 +23,20 @@ SIZE = (16, 16)
 QUAD = np.array([[-0.6, -0.6, 2.0], [0.6, -0.6, 2.0], [0.6, 0.6, 2.0], [-0.6, 0.6, 2.0]], np.float32)
 QUAD_FACES = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
 SHIFT = 0.2  # m along x in frame 1: 2 pixels.
+# The body: a strip 1 m from the camera over pixel columns 12-15, in front of the square in both frames.
+BODY = np.array([[0.2, -1.0, 1.0], [0.5, -1.0, 1.0], [0.5, 1.0, 1.0], [0.2, 1.0, 1.0]], np.float32)
 
 
 def _clip_without_ground_truth():
   """A trained run stand-in (no appearance yet) on a clip with neither gt meshes nor held-out views:
-  the training frames show the square, left half red, right half blue; the LBS baseline is the square
-  in frame 0 and the square moved 2 pixels right in frame 1."""
+  the training frames show the square, left half red, right half blue, up to the body in front of its
+  columns 12-13; the LBS baseline is the square in frame 0 and the square moved 2 pixels right in frame 1."""
   config = default.get_config()
   config.eval.lpips = False
   camera = data.Camera(np.array([[20.0, 0, 7.5], [0, 20.0, 7.5], [0, 0, 1]], np.float32), np.eye(4, dtype=np.float32))
   world_to_clip = frames_lib.clip_matrix(camera, SIZE, config.render)
   mask = np.zeros(SIZE, np.uint8)
-  mask[2:14, 2:14] = 1
+  mask[2:14, 2:12] = 1  # Columns 12-13 of the square are behind the body.
   rgb = np.zeros(SIZE + (3,), np.uint8)
   rgb[2:14, 2:8, 0] = 255
   rgb[2:14, 8:14, 2] = 255
@@ -42,8 +44,9 @@ def _clip_without_ground_truth():
                                world_to_clip=np.stack([world_to_clip, world_to_clip]),
                                pose=np.zeros((2, 72), np.float32), num_frames=2)
   baseline = np.stack([QUAD, QUAD + [SHIFT, 0.0, 0.0]])
+  body = types.SimpleNamespace(posed_vertices=np.stack([BODY, BODY]), faces=QUAD_FACES)
   sequence = types.SimpleNamespace(path=pathlib.Path('clip'), frames=('000000', '000001'), gt_frames=frozenset(),
-                                   eval_cameras={})
+                                   eval_cameras={}, body=body)
   run = types.SimpleNamespace(config=config, bank=bank, template_skinned=lambda: baseline,
                               inputs=types.SimpleNamespace(sequence=sequence, template_faces=QUAD_FACES))
   return types.SimpleNamespace(run=run, appearance=None, posed=baseline, faces=QUAD_FACES,
@@ -57,7 +60,8 @@ def test_training_view_metrics_without_ground_truth(caplog):
   assert 'clip: no gt/garment meshes (Chamfer, normal consistency) and no held-out views' in caplog.text
   target = rgb / 255.0 * mask[..., None]
   colour = target[mask > 0].mean(axis=0)  # The baseline's flat colour: the garment's mean, purple here.
-  for t, columns in enumerate((slice(2, 14), slice(4, 16))):  # Frame 1's square is 2 pixels to the right.
+  # Frame 1's square is 2 pixels to the right; the body hides columns 12-15 of both (eval.body_occlusion).
+  for t, columns in enumerate((slice(2, 12), slice(4, 12))):
     flat = np.zeros_like(target)
     flat[2:14, columns] = colour
     expected = -10.0 * np.log10(np.mean((flat - target) ** 2))

@@ -27,6 +27,16 @@ from ngd_jax import errors
 
 SHIPPED_PACKAGE = 'configs'
 RUN_CONFIG = 'config.json'  # The configuration a workdir was trained with (workdir.record writes it).
+# Keys added to configs/default.py after runs were recorded, each with the value that does what the code did
+# before the key existed. A run's config.json without one is read with that value (load_json, and
+# workdir.check's comparison), so a run recorded before continues, evaluates and exports as it was trained.
+ADDED_KEYS = {
+    'data.body_occlusion': False,
+    'loss.depth_min_gap': 0.0,
+    'skinning.contact_distance': -1.0,
+    'appearance.texture_from_frames': False,
+    'loss.shading_erode': 0,
+}
 
 
 class ConfigFileError(errors.UserError):
@@ -75,11 +85,17 @@ def leaves(value: Any, prefix: str = '') -> dict[str, Any]:
   return out
 
 
+def recorded_leaves(recorded: dict[str, Any]) -> dict[str, Any]:
+  """{'a.b': leaf} of a run's config.json, with ADDED_KEYS it was recorded without at their earlier values."""
+  return {**ADDED_KEYS, **leaves(recorded)}
+
+
 def load_json(path: str) -> ml_collections.ConfigDict:
-  """A run's config.json laid over configs/default.py (JSON lists become the default's tuples)."""
+  """A run's config.json laid over configs/default.py (JSON lists become the default's tuples; keys it was
+  recorded without take their ADDED_KEYS values)."""
   try:
     with open(path) as f:
-      saved = leaves(json.load(f))
+      saved = recorded_leaves(json.load(f))
   except (OSError, ValueError) as e:
     raise ConfigFileError(f'--config={path}: unreadable ({e}). Fix: pass a config.json written by a run.') from e
   config = _default()

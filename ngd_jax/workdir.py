@@ -52,8 +52,9 @@ def _is_free(key: str) -> bool:
 
 
 def config_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
-  """'key: old -> new' for every key outside FREE_KEYS whose value differs (JSON dicts of configs)."""
-  old, new = config_files.leaves(recorded), config_files.leaves(current)
+  """'key: old -> new' for every key outside FREE_KEYS whose value differs (JSON dicts of configs; a key the
+  record lacks compares at its config_files.ADDED_KEYS value)."""
+  old, new = config_files.recorded_leaves(recorded), config_files.leaves(current)
   absent = '(absent)'
   return [f'{key}: {old.get(key, absent)!r} -> {new.get(key, absent)!r}'
           for key in sorted(old.keys() | new.keys())

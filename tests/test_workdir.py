@@ -6,6 +6,7 @@ import pathlib
 
 import pytest
 
+from configs import default
 from configs import demo
 from ngd_jax import config_files
 from ngd_jax import workdir
@@ -91,6 +92,29 @@ def test_config_json_is_the_whole_config_and_loads_back(tmp_path, monkeypatch, n
   assert loaded.to_dict() == config.to_dict() and loaded.remesh.epochs == (3, 7)
   _workdir_with_checkpoint(tmp_path / 'run', config, seq)
   workdir.check(config_files.load_json(str(tmp_path / 'run' / 'config.json')), seq, 'run')
+
+
+def test_a_run_recorded_before_a_key_existed_reads_it_at_its_earlier_value(tmp_path, monkeypatch):
+  """An older config.json lacks the keys added since: read with the values that reproduce that run, it
+  continues and evaluates (no change reported); today's defaults differ from them and are reported."""
+  config = default.get_config()
+  config.data.path = 'seq'
+  monkeypatch.chdir(tmp_path)
+  seq = _sequence(tmp_path / 'seq')
+  _workdir_with_checkpoint(tmp_path / 'run', config, seq)
+  path = tmp_path / 'run' / 'config.json'
+  recorded = json.loads(path.read_text())
+  for key in config_files.ADDED_KEYS:
+    section, name = key.split('.')
+    del recorded[section][name]
+  path.write_text(json.dumps(recorded))
+  loaded = config_files.load_json(str(path))
+  for key, value in config_files.ADDED_KEYS.items():
+    section, name = key.split('.')
+    assert loaded[section][name] == value
+  workdir.check(loaded, seq, 'run')
+  with pytest.raises(workdir.WorkdirError, match="appearance.texture_from_frames: False -> True"):
+    workdir.check(config, seq, 'run')
 
 
 def test_free_keys_are_listed_in_the_readme():

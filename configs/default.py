@@ -80,6 +80,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.huber_delta = 0.005  # Huber transition point.
   config.loss.ssim_weight = 0.35  # (1 - SSIM) share inside the render term.
   config.loss.mask_weight = 0.4  # Silhouette MSE share inside the render term.
+  # Border pixels of the garment mask left out of the Huber and SSIM terms (the paper: 0, kept). There a binary
+  # mask holds full shading while the antialiased render of the true garment covers part of the pixel, so the
+  # shading terms pull silhouettes outwards: 1 halves SSIM's pull on the true garment
+  # (benchmarks/bench_truth_pull.py), but the fits moved both ways (docs/method.md section 4).
+  config.loss.shading_erode = 0
   config.loss.jacobian_weight = 0.25  # mean((J^S + J^D - I)^2).
   config.loss.jacobian_visible_only = True  # After warm-up, faces not visible in the frame count as identity.
 

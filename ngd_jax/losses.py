@@ -39,6 +39,7 @@ class RenderLossWeights(NamedTuple):
   huber_delta: float
   ssim: float
   mask: float
+  shading_erode: int  # Border pixels of the garment mask left out of the Huber and SSIM terms.
 
 
 def occluder_mask(hands: Float[Array, 'H W'], mask: Float[Array, 'H W'], garment_depth: Float[Array, 'H W'],
@@ -65,13 +66,17 @@ def render_loss(
 ) -> dict[str, Array]:
   """The weighted render term (docs/method.md section 4); the rendered diffuse is masked by the target mask.
 
-  Returns the three weighted parts by name (they sum to the render term).
+  The Huber and SSIM terms compare shading inside the mask less its `weights.shading_erode` border
+  pixels: a border pixel of a binary mask holds the full target shading while an antialiased render of
+  the true garment covers it partly, so there they pull every silhouette outwards (the mask term sets
+  the silhouette). Returns the three weighted parts by name (they sum to the render term).
   """
-  masked = diffuse * mask[..., None]
+  inner = erode(mask, weights.shading_erode)[..., None]
+  masked, target = diffuse * inner, target_diffuse * inner
   scale = weights.render
   return {
-      'huber': scale * weights.huber * huber(masked, target_diffuse, weights.huber_delta),
-      'ssim': scale * weights.ssim * ssim_loss(masked, target_diffuse),
+      'huber': scale * weights.huber * huber(masked, target, weights.huber_delta),
+      'ssim': scale * weights.ssim * ssim_loss(masked, target),
       'mask': scale * weights.mask * silhouette_loss(alpha, mask, occluder),
   }
 

@@ -59,6 +59,7 @@ class LossSettings(NamedTuple):
   huber_delta: float
   ssim_weight: float
   mask_weight: float
+  shading_erode: int
   jacobian_weight: float
   jacobian_visible_only: bool
   smoothness_weight: float
@@ -78,7 +79,7 @@ class LossSettings(NamedTuple):
   @property
   def render_weights(self) -> losses.RenderLossWeights:
     return losses.RenderLossWeights(render=self.render_weight, huber=self.huber_weight, huber_delta=self.huber_delta,
-                                    ssim=self.ssim_weight, mask=self.mask_weight)
+                                    ssim=self.ssim_weight, mask=self.mask_weight, shading_erode=self.shading_erode)
 
 
 class FrameImages(NamedTuple):

@@ -35,7 +35,7 @@ def test_silhouette_loss_ignores_hands():
 
 
 def test_render_loss_parts_and_mask_on_rendered_diffuse():
-  weights = losses.RenderLossWeights(render=5.0, huber=0.65, huber_delta=0.005, ssim=0.35, mask=0.4)
+  weights = losses.RenderLossWeights(render=5.0, huber=0.65, huber_delta=0.005, ssim=0.35, mask=0.4, shading_erode=0)
   mask = jnp.zeros((16, 16)).at[4:12, 4:12].set(1.0)
   target = (0.5 * mask)[..., None]
   # Rendered diffuse outside the mask is ignored: the render must equal the target there.
@@ -47,6 +47,28 @@ def test_render_loss_parts_and_mask_on_rendered_diffuse():
   np.testing.assert_allclose(parts['mask'], 5.0 * 0.4 * 64 / 256, rtol=1e-6)
   expected_huber = 5.0 * 0.65 * np.mean(np.where(np.asarray(mask) > 0, 0.005 * (0.5 - 0.0025), 0.0))
   np.testing.assert_allclose(parts['huber'], expected_huber, rtol=1e-5)
+
+
+def test_shading_terms_leave_the_masks_border_to_the_mask_term():
+  """The true garment's edge through a border pixel: the antialiased render covers half of it, the binary
+  mask all of it. Left in the shading terms (the paper), that pixel asks for more coverage; eroded, it
+  does not, while a shading error inside still counts."""
+  mask = jnp.zeros((16, 16)).at[4:12, 4:12].set(1.0)
+  target = (0.5 * mask)[..., None]
+  coverage = mask.at[4:12, 11].set(0.5)  # The right column half covered by the true garment.
+  zeros = jnp.zeros_like(mask)
+
+  def shading_pull(erode, diffuse_scale=1.0):
+    weights = losses.RenderLossWeights(render=5.0, huber=0.65, huber_delta=0.005, ssim=0.35, mask=0.4,
+                                       shading_erode=erode)
+    def shading(alpha):
+      parts = losses.render_loss(0.5 * diffuse_scale * alpha[..., None], alpha, target, mask, zeros, weights)
+      return parts['huber'] + parts['ssim']
+    return jax.grad(shading)(coverage)
+
+  assert float(shading_pull(0)[4:12, 11].min()) < -1e-3  # More coverage of the border column lowers the loss.
+  np.testing.assert_array_equal(shading_pull(1)[:, 11], 0.0)
+  assert float(jnp.abs(shading_pull(1, diffuse_scale=0.8)[6:10, 6:10]).min()) > 1e-4  # Inside: still judged.
 
 
 def test_target_diffuse_faces_camera():

@@ -49,7 +49,7 @@ def _loss(model, mesh, frame, target, static):
   """Render + Jacobian loss of J^S alone (as in the warm-up step)."""
   deformation = model.deform({'static': static, 'dynamic': None}, None, mesh, frame, dynamic=False)
   out = model.render(mesh, deformation.posed, frame)
-  weights = losses.RenderLossWeights(5.0, 0.65, 0.005, 0.35, 0.4)
+  weights = losses.RenderLossWeights(5.0, 0.65, 0.005, 0.35, 0.4, 0)
   terms = losses.render_loss(out.diffuse, out.alpha[..., 0], target, (target[..., 0] > 0).astype(jnp.float32),
                              jnp.zeros(_RESOLUTION), weights)
   terms['jacobian'] = losses.jacobian_loss(deformation.jacobians, mesh.operators.face_mask.astype(jnp.float32),

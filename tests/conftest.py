@@ -3,9 +3,31 @@
 JAX runs on the CPU in tests, with 2 simulated devices (set before jax is imported anywhere), so
 that a step's frames spread over devices on a machine without accelerators
 (tests/test_train_step.py; it also starts a process with 4).
+
+Compiled programs go to a persistent compilation cache made for this test session (JAX's
+default threshold: only programs that took a second or more to compile), shared by the xdist
+workers and the processes the tests start: most of the suite's time is XLA compiling, and the
+same program is compiled again by other tests, other workers and the programs' own eager calls
+(an eager lax.cond compiles its branches anew at every call: 31 of the 32 evaluation pictures of
+tests/test_quality.py then load instead of compiling). The cache gives back the executable a compile
+would have made, so no test sees other programs. tests/test_train_step.py's cache test starts its
+processes without it. Set JAX_COMPILATION_CACHE_DIR to choose the folder (it is then kept).
 """
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
+
+# Made once, by the pytest process that starts the xdist workers (they inherit the variable).
+_SESSION_CACHE = None
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ and 'PYTEST_XDIST_WORKER' not in os.environ:
+  _SESSION_CACHE = tempfile.mkdtemp(prefix='ngd_jax_test_xla_cache_')
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _SESSION_CACHE
+
+
+def pytest_unconfigure(config):  # pylint: disable=unused-argument
+  if _SESSION_CACHE is not None and 'PYTEST_XDIST_WORKER' not in os.environ:
+    shutil.rmtree(_SESSION_CACHE, ignore_errors=True)

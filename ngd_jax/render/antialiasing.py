@@ -185,8 +185,14 @@ def _run_with_fallback(capacity, color, coef, use_h, use_v, rast, candidates, ov
   Here the backward pass recomputes the taken branch from the inputs instead.
   """
   full = rast.shape[1] * rast.shape[2]
-  branches = [functools.partial(_run, capacity=size) for size in (full, capacity)]
-  return jax.lax.cond(overflow, *branches, color, coef, use_h, use_v, rast, candidates)
+  return jax.lax.cond(overflow, _run_at(full), _run_at(capacity), color, coef, use_h, use_v, rast, candidates)
+
+
+@functools.lru_cache(maxsize=None)
+def _run_at(capacity: int):
+  """_run with a fixed capacity, one function object per capacity: lax.cond caches its compiled branches by
+  the functions' identity, so eager calls (pictures outside jit) compile the cond once, not on every call."""
+  return functools.partial(_run, capacity=capacity)
 
 
 def _run_fwd(capacity, color, coef, use_h, use_v, rast, candidates, overflow):

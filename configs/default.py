@@ -148,7 +148,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.appearance.enabled = True  # Train the texture after geometry.
   config.appearance.num_epochs = 1100  # Appearance epochs (geometry frozen).
   config.appearance.texture_size = 1024  # Static texture resolution (square).
-  config.appearance.texture_init = 0.2  # Initial static texture value (the paper's start; with texture_from_frames off).
+  config.appearance.texture_init = 0.2  # Initial static texture value (paper; used with texture_from_frames off).
   # Departure: T^S starts as the training frames projected onto the atlas (ngd_jax/appearance/projection.py),
   # not at texture_init everywhere: at CPU epoch counts Adam's decaying rate never carries it to the frames'
   # colours (issue 19: training-view PSNR ~20 dB on every case of benchmarks/bench_quality.py).

@@ -108,8 +108,7 @@ def render_reconstruction(trained: restore.Trained, t: int, camera: data.Camera,
     return Shaded(*appearance_phase.render_textured(config, trained.appearance, posed, faces,
                                                     jnp.asarray(world_to_clip), jnp.asarray(run.bank.pose[t]), size,
                                                     body_in_front(trained, t, world_to_clip, size)))
-  world_to_clip = jnp.asarray(world_to_clip)
-  out = render.render_garment(posed, faces, render.build_topology(trained.faces), world_to_clip,
+  out = render.render_garment(posed, faces, render.build_topology(trained.faces), jnp.asarray(world_to_clip),
                                jnp.asarray(camera.world_to_camera), size, config.render.backend)
   return Shaded(np.repeat(np.asarray(out.diffuse), 3, axis=-1), np.asarray(out.alpha)[..., 0])
 

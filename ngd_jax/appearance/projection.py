@@ -17,20 +17,16 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ngd_jax.render import sampling
+
 
 @jax.jit
 def splat(uv: Float[Array, 'H W 2'], weight: Float[Array, 'H W'], rgb: Float[Array, 'H W 3'],
           colour_sum: Float[Array, 'S S 3'], weight_sum: Float[Array, 'S S']
           ) -> tuple[Float[Array, 'S S 3'], Float[Array, 'S S']]:
   """Adds one frame's pixels to the texel sums, each pixel spread over the four texels its bilinear
-  lookup reads (render/sampling.py's footprint), scaled by `weight` (0 outside the garment)."""
-  height, width = colour_sum.shape[:2]
-  x = jnp.clip(uv[..., 0] * width - 0.5, 0.0, width - 1.0).reshape(-1)
-  y = jnp.clip((1.0 - uv[..., 1]) * height - 0.5, 0.0, height - 1.0).reshape(-1)
-  x0, y0 = jnp.floor(x), jnp.floor(y)
-  fx, fy = x - x0, y - y0
-  c0, r0 = x0.astype(jnp.int32), y0.astype(jnp.int32)
-  c1, r1 = jnp.minimum(c0 + 1, width - 1), jnp.minimum(r0 + 1, height - 1)
+  lookup reads (render/sampling.py's footprint, with its weights), scaled by `weight` (0 outside the garment)."""
+  (r0, r1), (c0, c1), fy, fx = sampling.footprint(colour_sum.shape[0], colour_sum.shape[1], uv.reshape(-1, 2))
   w = weight.reshape(-1)
   colours = rgb.reshape(-1, 3)
   for rows, cols, corner in ((r0, c0, (1 - fy) * (1 - fx)), (r0, c1, (1 - fy) * fx), (r1, c0, fy * (1 - fx)),

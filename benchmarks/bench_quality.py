@@ -31,6 +31,7 @@ Variants (each a full run: geometry, appearance, evaluation):
   before_issue19 (only when asked for) ngd with issue 19's departures undone: hands-only occluder, depth
                 margin 0.1 and every pair, nearest-body skinning, T^S starting at 0.2;
   silhouette_x3 (only when asked for) ngd with loss.mask_weight 1.2 instead of 0.4;
+  shading_image (only when asked for) ngd with loss.shading_region 'image': drawing off the mask costs shading too;
   paper         (only when asked for) the paper's settings: those, and the centroid anchor, no priors,
                 J^S rate 1.5e-3.
 Every evaluation also measures the LBS-only baseline: its own template skinned, no deformation.
@@ -86,6 +87,8 @@ VARIANTS = {
     'before_issue19': BEFORE_ISSUE19,
     # Not run by default: three times the paper's silhouette share (benchmarks/README.md, "Silhouette weight").
     'silhouette_x3': {'loss.mask_weight': 1.2},
+    # Not run by default: shading compared over the whole image, not only the mask (losses.render_loss).
+    'shading_image': {'loss.shading_region': 'image'},
     'paper': {**BEFORE_ISSUE19, 'geometry.anchor': 'centroid', 'loss.smoothness_weight': 0.0,
               'loss.penetration_weight': 0.0, 'train.static_lr': 1.5e-3},
 }

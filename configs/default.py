@@ -80,7 +80,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.huber_delta = 0.005  # Huber transition point.
   config.loss.ssim_weight = 0.35  # (1 - SSIM) share inside the render term.
   config.loss.mask_weight = 0.4  # Silhouette MSE share inside the render term.
-  config.loss.shading_erode = 0  # Mask border pixels left out of the Huber and SSIM terms (the paper: 0, kept).
+  config.loss.shading_region = 'mask'  # Where Huber and SSIM compare shading: 'mask' (the paper: the render masked by
+  # the frame's mask, so drawing off the mask costs only the silhouette term) or 'image' (the whole render against
+  # the target, zero off the mask, except where the hands or the body hide the garment; losses.render_loss).
+  config.loss.shading_erode = 0  # With shading_region 'mask': mask border pixels left out of Huber and SSIM (paper: 0).
   # There a binary mask holds full shading while the antialiased render of the true garment covers part of the
   # pixel, so the shading terms pull silhouettes outwards: 1 halves SSIM's pull on the true garment
   # (benchmarks/bench_truth_pull.py), but the fits moved both ways (docs/method.md section 4).

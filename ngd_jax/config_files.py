@@ -36,6 +36,7 @@ ADDED_KEYS = {
     'skinning.contact_distance': -1.0,
     'appearance.texture_from_frames': False,
     'loss.shading_erode': 0,
+    'loss.shading_region': 'mask',
 }
 
 

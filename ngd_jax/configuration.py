@@ -18,6 +18,7 @@ _CHOICES = {
     'geometry.parameterization': ('jacobian', 'displacement'),
     'geometry.anchor': ('centroid', 'top'),
     'loss.supervision': ('diffuse', 'normals'),
+    'loss.shading_region': ('mask', 'image'),
     'render.backend': ('auto', 'ffi', 'jax'),
     'export.video_format': ('gif', 'mp4'),
     'data.synthetic_preset': ('', 'tiny', 'demo', 'skirt', 'dress', 'tshirt', 'long_skirt', 'flared_skirt',

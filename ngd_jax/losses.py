@@ -39,7 +39,8 @@ class RenderLossWeights(NamedTuple):
   huber_delta: float
   ssim: float
   mask: float
-  shading_erode: int  # Border pixels of the garment mask left out of the Huber and SSIM terms.
+  shading_erode: int  # Border pixels of the garment mask left out of the Huber and SSIM terms ('mask' region).
+  shading_region: str = 'mask'  # Where the Huber and SSIM terms compare shading: 'mask' or 'image' (render_loss).
 
 
 def occluder_mask(hands: Float[Array, 'H W'], mask: Float[Array, 'H W'], garment_depth: Float[Array, 'H W'],
@@ -64,15 +65,23 @@ def render_loss(
     occluder: Float[Array, 'H W'],
     weights: RenderLossWeights,
 ) -> dict[str, Array]:
-  """The weighted render term (docs/method.md section 4); the rendered diffuse is masked by the target mask.
+  """The weighted render term (docs/method.md section 4). Returns the three weighted parts by name (they sum
+  to the render term).
 
-  The Huber and SSIM terms compare shading inside the mask less its `weights.shading_erode` border
-  pixels: a border pixel of a binary mask holds the full target shading while an antialiased render of
-  the true garment covers it partly, so there they pull every silhouette outwards (the mask term sets
-  the silhouette). Returns the three weighted parts by name (they sum to the render term).
+  Where the Huber and SSIM terms compare shading (`weights.shading_region`):
+  - 'mask' (the paper): the rendered diffuse masked by the target mask, less its `weights.shading_erode`
+    border pixels. A render that covers too much costs only the silhouette term there, one that covers too
+    little also loses the shading it misses, so a fit that cannot match every frame errs wide; and a border
+    pixel of a binary mask holds the full target shading while the antialiased render of the true garment
+    covers part of it, so there the shading terms pull every silhouette outwards.
+  - 'image': the whole render against the target (zero off the mask), except where the occluder hides the
+    garment: garment drawn off the mask costs its shading too, and the border pulls both ways.
   """
-  inner = erode(mask, weights.shading_erode)[..., None]
-  masked, target = diffuse * inner, target_diffuse * inner
+  if weights.shading_region == 'image':
+    masked, target = diffuse * (1.0 - occluder)[..., None], target_diffuse * mask[..., None]
+  else:
+    inner = erode(mask, weights.shading_erode)[..., None]
+    masked, target = diffuse * inner, target_diffuse * inner
   scale = weights.render
   return {
       'huber': scale * weights.huber * huber(masked, target, weights.huber_delta),

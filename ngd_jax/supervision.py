@@ -23,8 +23,11 @@ def target_image(normal: Float[Array, 'H W 3'], mask: Float[Array, 'H W'], super
   raise ValueError(f'supervision must be one of {SUPERVISION}, got {supervision!r}.')
 
 
-def supervised_image(diffuse: Float[Array, 'H W 1'], normal: Float[Array, 'H W 3'], supervision: str) -> Array:
-  """The rendered counterpart of target_image (before the render term masks it)."""
-  return diffuse if supervision == 'diffuse' else 0.5 * (normal + 1.0)
+def supervised_image(diffuse: Float[Array, 'H W 1'], normal: Float[Array, 'H W 3'], alpha: Float[Array, 'H W 1'],
+                     supervision: str) -> Array:
+  """The rendered counterpart of target_image (before the render term masks it): like the target, zero where
+  no garment is drawn (the rendered channels are blended over a zero background by their coverage `alpha`,
+  so the normals' map is (n + 1) / 2 x alpha = (normal + alpha) / 2)."""
+  return diffuse if supervision == 'diffuse' else 0.5 * (normal + alpha)
 
 

@@ -60,6 +60,7 @@ class LossSettings(NamedTuple):
   ssim_weight: float
   mask_weight: float
   shading_erode: int
+  shading_region: str
   jacobian_weight: float
   jacobian_visible_only: bool
   smoothness_weight: float
@@ -79,7 +80,8 @@ class LossSettings(NamedTuple):
   @property
   def render_weights(self) -> losses.RenderLossWeights:
     return losses.RenderLossWeights(render=self.render_weight, huber=self.huber_weight, huber_delta=self.huber_delta,
-                                    ssim=self.ssim_weight, mask=self.mask_weight, shading_erode=self.shading_erode)
+                                    ssim=self.ssim_weight, mask=self.mask_weight, shading_erode=self.shading_erode,
+                                    shading_region=self.shading_region)
 
 
 class FrameImages(NamedTuple):
@@ -110,7 +112,7 @@ def image_terms(
   `image_probe` (zeros shaped like images.target) is added to the supervised image so that the
   gradient w.r.t. it is the remesh face score's input.
   """
-  image = supervision.supervised_image(out.diffuse, out.normal, loss.supervision) + image_probe
+  image = supervision.supervised_image(out.diffuse, out.normal, out.alpha, loss.supervision) + image_probe
   garment_depth = jnp.where(out.rast[..., 3] > 0, out.rast[..., 2], jnp.inf)
   occluder = losses.occluder_mask(images.hands, images.mask, garment_depth, images.body_depth)
   terms = losses.render_loss(image, out.alpha[..., 0], images.target, images.mask, occluder, loss.render_weights)
@@ -417,7 +419,7 @@ def preview(run: run_lib.Run, state: run_lib.GeometryState, mesh: model_lib.Garm
                                      run_lib.frame_blend_target(state, t), blend, dynamic)
   out = run_lib.render_frame(run.model, mesh, deformation.posed, frame)
   target = run.bank.target[t]
-  image = np.asarray(supervision.supervised_image(out.diffuse, out.normal, run.config.loss.supervision))
+  image = np.asarray(supervision.supervised_image(out.diffuse, out.normal, out.alpha, run.config.loss.supervision))
   image = image * run.bank.mask[t][..., None]
   row = np.concatenate([target, image, np.abs(target - image)], axis=1)
   return np.repeat(row, 3, axis=-1) if row.shape[-1] == 1 else row

@@ -71,6 +71,29 @@ def test_shading_terms_leave_the_masks_border_to_the_mask_term():
   assert float(jnp.abs(shading_pull(1, diffuse_scale=0.8)[6:10, 6:10]).min()) > 1e-4  # Inside: still judged.
 
 
+def test_image_region_charges_shading_drawn_off_the_mask_unless_hidden():
+  """'mask' (the paper) lets a render one pixel too wide all round keep its shading for free; 'image' charges
+  it, except where the occluder hides the garment; a render too narrow costs the same in both."""
+  mask = jnp.zeros((16, 16)).at[4:12, 4:12].set(1.0)
+  target = (0.5 * mask)[..., None]
+  wide = jnp.zeros_like(mask).at[3:13, 3:13].set(1.0)
+  narrow = jnp.zeros_like(mask).at[5:11, 5:11].set(1.0)
+
+  def shading(alpha, region, occluder=None):
+    weights = losses.RenderLossWeights(render=5.0, huber=0.65, huber_delta=0.005, ssim=0.35, mask=0.4,
+                                       shading_erode=0, shading_region=region)
+    occluder = jnp.zeros_like(mask) if occluder is None else occluder
+    parts = losses.render_loss(0.5 * alpha[..., None], alpha, target, mask, occluder, weights)
+    return float(parts['huber']), float(parts['ssim'])
+
+  assert shading(wide, 'mask') == (0.0, 0.0)
+  huber_wide, ssim_wide = shading(wide, 'image')
+  np.testing.assert_allclose(huber_wide, 5.0 * 0.65 * (100 - 64) / 256 * 0.005 * (0.5 - 0.0025), rtol=1e-5)
+  assert ssim_wide > 1e-3
+  assert shading(wide, 'image', occluder=wide - mask) == (0.0, 0.0)
+  np.testing.assert_allclose(shading(narrow, 'image'), shading(narrow, 'mask'), rtol=1e-6)
+
+
 def test_target_diffuse_faces_camera():
   normal = jnp.array([[[0.0, 0.0, -1.0], [0.0, 0.0, 1.0], [0.6, 0.0, -0.8]]])
   mask = jnp.ones((1, 3))
@@ -159,8 +182,10 @@ def test_target_image_for_each_supervision():
   np.testing.assert_allclose(supervision.target_image(normal, mask, 'diffuse')[..., 0], [[1.0, 0.0]], rtol=1e-6)
   np.testing.assert_allclose(supervision.target_image(normal, mask, 'normals'), [[[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]]],
                              atol=1e-7)
-  rendered = supervision.supervised_image(jnp.zeros((1, 2, 1)), normal, 'normals')
-  np.testing.assert_allclose(rendered[0, 1], [0.8, 0.5, 0.1], rtol=1e-6)
+  coverage = jnp.array([[[1.0], [0.0]]])
+  rendered = supervision.supervised_image(jnp.zeros((1, 2, 1)), normal * coverage, coverage, 'normals')
+  np.testing.assert_allclose(rendered[0, 0], [0.5, 0.5, 0.0], atol=1e-7)
+  np.testing.assert_array_equal(rendered[0, 1], 0.0)  # Nothing drawn: zero, as the target off the mask.
   with pytest.raises(ValueError, match='supervision'):
     supervision.target_image(normal, mask, 'depth')
 

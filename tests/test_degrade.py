@@ -87,6 +87,26 @@ def test_estimator_inputs(cache):
     assert 0.5 < np.median(angles) < 12.0
 
 
+def test_estimator_depth_is_relative_bent_and_changes_nothing_else(cache):
+  """Depth known where it was, in [0, 1] up to the error, ordered like the true depth but not an affine map of it."""
+  base, estimated = cache / 'long_skirt-seed0', cache / 'long_estimated_depth-seed0'
+  for folder in ('rgb', 'gt', 'mask', 'normal', 'hands'):
+    assert _same_files(base, estimated, folder), folder
+  seq, clean = read_sequence(estimated), read_sequence(base)
+  residuals = []
+  for i in range(seq.num_frames):
+    depth, true = seq.load_frame(i).depth, clean.load_frame(i).depth
+    known = np.isfinite(true)
+    np.testing.assert_array_equal(np.isfinite(depth), known)
+    ours, theirs = depth[known], true[known]
+    assert -0.05 - 1e-6 <= ours.min() and ours.max() <= 1.05 + 1e-6
+    ranks = [np.argsort(np.argsort(v)) for v in (ours, theirs)]
+    assert np.corrcoef(*ranks)[0, 1] > 0.8  # Ordered alike (Spearman).
+    affine = np.polyval(np.polyfit(theirs, ours, 1), theirs)
+    residuals.append(np.sqrt(np.mean((ours - affine) ** 2)))
+  assert max(residuals) > 0.01  # Not the true depth rescaled.
+
+
 def test_tracked_body_stays_within_its_bounds_and_changes_nothing_else(cache):
   base, tracked = cache / 'long_skirt-seed0', cache / 'long_tracked-seed0'
   noise = degrade.TrackerNoise()

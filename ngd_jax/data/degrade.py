@@ -4,6 +4,8 @@ Each function copies a sequence folder and changes only what its kind of input c
 differs from the clean one by that alone:
   estimator_inputs      normals blurred and tilted by a smooth rotation field, garment masks grown or
                         shrunk by one pixel per frame, no depth (a normal estimator and a segmenter);
+  estimator_depth       depth relative per frame, bent by a power, a smooth error and blurred (a
+                        monocular depth estimator);
   tracked_body_sequence body.npz as a body tracker gives it (per-joint drift and jitter, global rotation,
                         translation mostly along the camera's depth axis); pictures and truth stay exact;
   first_frame_template  template.obj = the first frame's true garment unposed to the rest pose (the
@@ -48,15 +50,20 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
   return np.where(length > 0, vectors / np.where(length > 0, length, 1.0), 0.0)
 
 
-def blur_normals(normal: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
-  """Host: f[H, W, 3] normals of `mask` blurred by a Gaussian of `sigma` px and renormalized, everywhere.
+def blur_inside(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+  """Host: f64[H, W, C] `values` of `mask` blurred by a Gaussian of `sigma` px, everywhere.
 
-  Each pixel outside the mask first takes its nearest masked pixel's normal: directions at the
-  outline come from the garment alone, and a grown mask has normals in its new ring.
+  Each pixel outside the mask first takes its nearest masked pixel's value: what the outline gets
+  comes from the garment alone, and a grown mask has values in its new ring.
   """
   _, (rows, cols) = ndimage.distance_transform_edt(~np.asarray(mask, bool), return_indices=True)
-  filled = np.asarray(normal, np.float64)[rows, cols]
-  return _unit(np.stack([ndimage.gaussian_filter(filled[..., c], sigma) for c in range(3)], -1))
+  filled = np.asarray(values, np.float64)[rows, cols]
+  return np.stack([ndimage.gaussian_filter(filled[..., c], sigma) for c in range(filled.shape[-1])], -1)
+
+
+def blur_normals(normal: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+  """Host: f[H, W, 3] normals of `mask` blurred by a Gaussian of `sigma` px and renormalized, everywhere."""
+  return _unit(blur_inside(normal, mask, sigma))
 
 
 def rotation_field(shape: tuple, max_degrees: float, rng: np.random.Generator, smooth_pixels: float,
@@ -108,6 +115,37 @@ def estimator_inputs(src: str | os.PathLike, dst: str | os.PathLike, seed: int, 
     normal = rotate(blur_normals(frame.normal, frame.mask > 0.5, blur), tilt[i])
     np.save(dst / 'normal' / f'{seq.frames[i]}.npy', np.where(mask[..., None], normal, 0.0).astype(np.float32))
     Image.fromarray(np.uint8(mask) * 255, 'L').save(dst / 'mask' / f'{seq.frames[i]}.png')
+
+
+def estimator_depth(src: str | os.PathLike, dst: str | os.PathLike, seed: int, depth_blur: float = 3.0,
+                    gamma_range: tuple[float, float] = (0.7, 1.4), max_error: float = 0.05) -> None:
+  """Host: `src` copied to `dst` with depth as a monocular estimator gives it: relative, not metric.
+
+  Per frame: the camera depth over the garment mapped to [0, 1] (an unknown scale and shift), bent by
+  a power gamma drawn from `gamma_range` (monotonic but not affine, as estimators' depth is), plus a
+  smooth error field of at most `max_error` (over pixels and frames), blurred by a further `depth_blur` px
+  at ESTIMATOR_SIZE (scaled to the sequence's size); nan off the garment as before. Larger is still farther.
+  """
+  seq = sequence_lib.read_sequence(src)
+  if 'depth' not in seq.channels:
+    raise ValueError(f'{src}: no depth/ to degrade.')
+  height, width = seq.image_size
+  rng = np.random.default_rng(seed)
+  gammas = rng.uniform(*gamma_range, seq.num_frames)
+  error = ndimage.gaussian_filter(rng.normal(size=(seq.num_frames, height, width)),
+                                  (2.0, max(height, width) / 8, max(height, width) / 8))
+  error *= max_error / np.abs(error).max()
+  blur = depth_blur * max(height, width) / ESTIMATOR_SIZE
+  copy_sequence(src, dst, f'estimator-like depth (seed {seed}): per frame normalised, power {gamma_range}, '
+                f'smooth error up to {max_error}, blurred {blur:.2f} px', leave_out=('depth',))
+  (pathlib.Path(dst) / 'depth').mkdir()
+  for i in range(seq.num_frames):
+    depth = seq.load_frame(i).depth
+    known = np.isfinite(depth)
+    low, high = depth[known].min(), depth[known].max()
+    relative = ((depth - low) / max(high - low, 1e-9)).clip(0.0, 1.0) ** gammas[i] + error[i]
+    blurred = blur_inside(np.where(known, relative, 0.0)[..., None], known, blur)[..., 0]
+    np.save(pathlib.Path(dst) / 'depth' / f'{seq.frames[i]}.npy', np.where(known, blurred, np.nan).astype(np.float32))
 
 
 @dataclasses.dataclass(frozen=True)

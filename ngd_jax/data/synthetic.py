@@ -169,6 +169,7 @@ DERIVED = {
     'long_estimated': Derived('long_skirt', functools.partial(
         degrade_lib.estimator_inputs, prior_blur=PRESETS['long_skirt'].normal_blur)),
     'long_tracked': Derived('long_skirt', degrade_lib.tracked_body_sequence),
+    'long_estimated_depth': Derived('long_skirt', degrade_lib.estimator_depth),
     'long_first_frame': Derived('long_skirt', lambda src, dst, seed: degrade_lib.first_frame_template(src, dst)),
 }
 

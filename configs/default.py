@@ -108,6 +108,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.depth_min_gap = 0.05  # A pair counts if its target depths differ by more than this share of their
   # spread (the paper: 0, every pair): estimators do not order nearly equal depths (losses.depth_ranking_loss).
   config.loss.depth_pairs_in_mask = True  # Draw pairs inside the garment mask (False: whole image, as the authors).
+  config.loss.depth_correlation_weight = 0.5  # 1 + Pearson correlation of rendered and target depth over the garment
+  # (the paper: 0, none): relative depth is known up to scale and shift; every garment pixel, where the ranking term
+  # has 50 pairs (losses.depth_correlation_loss; benchmarks/README.md, "Dense depth").
   config.loss.texture_erode = 2  # Texture loss mask = garment mask eroded by this many pixels.
 
   # Geometry optimisation (section 5).

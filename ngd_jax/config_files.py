@@ -37,6 +37,7 @@ ADDED_KEYS = {
     'appearance.texture_from_frames': False,
     'loss.shading_erode': 0,
     'loss.shading_region': 'mask',
+    'loss.depth_correlation_weight': 0.0,
 }
 
 

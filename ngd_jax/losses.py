@@ -201,6 +201,32 @@ def depth_ranking_loss(
   return jnp.sum(hinge * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
+def depth_correlation_loss(
+    rendered_depth: Float[Array, 'H W'],
+    target_depth: Float[Array, 'H W'],
+    weight: Float[Array, 'H W'],
+) -> Array:
+  """1 + the Pearson correlation of rendered and target depth over the pixels of `weight` (0/1, no gradient).
+
+  A relative depth estimate is known up to scale and shift, so the term asks only that the rendered depth
+  be an affine function of it, decreasing (the rendered depth grows towards the camera, the target away
+  from it): 0 when it is, 2 when reversed. min over scale and shift of the squared affine error is
+  var(rendered) (1 - corr^2), so this is the affine fit's error made scale-free, over every pixel of the
+  garment rather than depth_ranking_loss's few pairs. Pixels with an unknown target (nan) do not count;
+  fewer than two pixels give 0.
+  """
+  known = jnp.isfinite(target_depth)
+  weight = jnp.where(known, weight, 0.0)
+  target = jnp.where(known, target_depth, 0.0)
+  count = jnp.sum(weight)
+  safe = jnp.maximum(count, 1.0)
+  rendered_centred = (rendered_depth - jnp.sum(weight * rendered_depth) / safe) * weight
+  target_centred = (target - jnp.sum(weight * target) / safe) * weight
+  covariance = jnp.sum(rendered_centred * target_centred)
+  scale = jnp.sqrt(jnp.sum(rendered_centred**2) * jnp.sum(target_centred**2) + 1e-20)
+  return jnp.where(count >= 2.0, 1.0 + covariance / scale, 0.0)
+
+
 def erode(mask: Float[Array, 'H W'], pixels: int) -> Float[Array, 'H W']:
   """Binary erosion by a (2 pixels + 1)^2 square (a min filter); the image border counts as outside."""
   if pixels <= 0:

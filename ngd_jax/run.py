@@ -133,9 +133,10 @@ class Run:
           f'training frames. Fix: use a divisor of {self.bank.num_frames} (1 is the paper\'s setting).')
     self.model = pipeline.make_model(config, self.bank.resolution)
     self.optimizer_settings = optimizers.GeometryOptimizer.from_config(config.train)
-    self.use_depth = self.bank.has_depth and config.loss.depth_weight > 0
+    self.use_depth = self.bank.has_depth and (config.loss.depth_weight > 0 or config.loss.depth_correlation_weight > 0)
     if not self.use_depth:
-      logging.info('Depth ordering loss off (no depth maps in the sequence, or loss.depth_weight = 0).')
+      logging.info('Depth terms off (no depth maps in the sequence, or loss.depth_weight and '
+                   'loss.depth_correlation_weight both 0).')
 
   def fit_constants(self) -> Constants:
     """Host: pose PCA over the training poses and field bounds from the skinned template."""

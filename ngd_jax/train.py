@@ -72,6 +72,7 @@ class LossSettings(NamedTuple):
   depth_margin: float
   depth_min_gap: float
   depth_pairs_in_mask: bool
+  depth_correlation_weight: float
 
   @classmethod
   def from_config(cls, loss_config: ml_collections.ConfigDict) -> 'LossSettings':
@@ -107,7 +108,7 @@ def image_terms(
     loss: LossSettings,
     use_depth: bool,
 ) -> dict[str, jax.Array]:
-  """The weighted terms that compare the render with the frame's images: huber, ssim, mask (and depth).
+  """The weighted terms that compare the render with the frame's images: huber, ssim, mask (and the depth terms).
 
   `image_probe` (zeros shaped like images.target) is added to the supervised image so that the
   gradient w.r.t. it is the remesh face score's input.
@@ -116,9 +117,14 @@ def image_terms(
   garment_depth = jnp.where(out.rast[..., 3] > 0, out.rast[..., 2], jnp.inf)
   occluder = losses.occluder_mask(images.hands, images.mask, garment_depth, images.body_depth)
   terms = losses.render_loss(image, out.alpha[..., 0], images.target, images.mask, occluder, loss.render_weights)
-  if use_depth:
+  if use_depth and loss.depth_weight > 0:
     terms['depth'] = loss.depth_weight * losses.depth_ranking_loss(
         out.depth[..., 0], images.depth, pairs, loss.depth_margin, loss.depth_min_gap)
+  if use_depth and loss.depth_correlation_weight > 0:
+    # The garment's pixels the render covers whole (no antialiased edge) and no hand hides.
+    inside = jax.lax.stop_gradient((out.alpha[..., 0] > 0.999) * images.mask * (1.0 - images.hands))
+    terms['depth_correlation'] = loss.depth_correlation_weight * losses.depth_correlation_loss(
+        out.depth[..., 0], images.depth, inside)
   return terms
 
 
@@ -155,7 +161,7 @@ def frame_losses(
 # The step's metrics: the loss terms (0 where a term is off) and their total, the gradient norm of J^S,
 # and the final Poisson solve's relative residual, CG iterations and whether CG stopped at its cap
 # (0 for the direct solvers), each a mean over the step's frames.
-METRICS = ('huber', 'ssim', 'mask', 'jacobian', 'smoothness', 'penetration', 'depth', 'total', 'static_grad_norm',
+METRICS = ('huber', 'ssim', 'mask', 'jacobian', 'smoothness', 'penetration', 'depth', 'depth_correlation', 'total', 'static_grad_norm',
            'poisson_residual', 'poisson_iterations', 'poisson_capped')
 
 

@@ -94,6 +94,32 @@ def test_image_region_charges_shading_drawn_off_the_mask_unless_hidden():
   np.testing.assert_allclose(shading(narrow, 'image'), shading(narrow, 'mask'), rtol=1e-6)
 
 
+def test_depth_correlation_is_zero_for_any_decreasing_affine_map_of_the_target():
+  """Relative depth is known up to scale and shift: any rendered depth that decreases affinely with the
+  target (nearer renders larger) scores 0, the reverse 2, unknown targets and pixels outside the weight do
+  not count, and the gradient matches finite differences."""
+  rng = np.random.default_rng(0)
+  target = jnp.asarray(rng.uniform(2.0, 3.0, (8, 8)), jnp.float32)
+  weight = jnp.zeros((8, 8)).at[1:7, 2:6].set(1.0)
+  rendered = 0.2 - 0.01 * target
+  np.testing.assert_allclose(losses.depth_correlation_loss(rendered, target, weight), 0.0, atol=1e-5)
+  np.testing.assert_allclose(losses.depth_correlation_loss(0.2 + 0.01 * target, target, weight), 2.0, atol=1e-5)
+  off_weight = rendered.at[0, 0].set(5.0).at[1, 2].set(1.0)
+  hidden = target.at[1, 2].set(jnp.nan)  # Unknown target where the rendered depth is off.
+  np.testing.assert_allclose(losses.depth_correlation_loss(off_weight, hidden, weight), 0.0, atol=1e-5)
+  assert float(losses.depth_correlation_loss(rendered, target, jnp.zeros((8, 8)).at[3, 3].set(1.0))) == 0.0
+
+  noisy = jnp.asarray(rng.normal(0.0, 1.0, (8, 8)), jnp.float32)
+  loss = lambda r: losses.depth_correlation_loss(r, target, weight)
+  grad = np.asarray(jax.grad(loss)(noisy))
+  assert np.all(grad[weight == 0] == 0.0)
+  eps = 1e-3
+  for row, col in ((2, 3), (5, 4)):
+    step = jnp.zeros((8, 8)).at[row, col].set(eps)
+    numeric = (float(loss(noisy + step)) - float(loss(noisy - step))) / (2 * eps)
+    np.testing.assert_allclose(grad[row, col], numeric, rtol=2e-2, atol=1e-4)
+
+
 def test_target_diffuse_faces_camera():
   normal = jnp.array([[[0.0, 0.0, -1.0], [0.0, 0.0, 1.0], [0.6, 0.0, -0.8]]])
   mask = jnp.ones((1, 3))

@@ -36,6 +36,7 @@ Variants (each a full run: geometry, appearance, evaluation):
   silhouette_x3 (only when asked for) ngd with loss.mask_weight 1.2 instead of 0.4;
   shading_image (only when asked for) ngd with loss.shading_region 'image': drawing off the mask costs shading too;
   no_depth_correlation (only when asked for) ngd without the dense depth term (loss.depth_correlation_weight 0);
+  depth_correlation_low, depth_correlation_high (only when asked for) its weight at 0.25 and 1.0 instead of 0.5;
   paper         (only when asked for) the paper's settings: those, and the centroid anchor, no priors,
                 J^S rate 1.5e-3.
 Every evaluation also measures the LBS-only baseline: its own template skinned, no deformation.
@@ -96,6 +97,8 @@ VARIANTS = {
     'shading_image': {'loss.shading_region': 'image'},
     # Not run by default: without the dense depth term (losses.depth_correlation_loss).
     'no_depth_correlation': {'loss.depth_correlation_weight': 0.0},
+    'depth_correlation_low': {'loss.depth_correlation_weight': 0.25},  # Half and twice the default: its sensitivity.
+    'depth_correlation_high': {'loss.depth_correlation_weight': 1.0},
     'paper': {**BEFORE_ISSUE19, 'geometry.anchor': 'centroid', 'loss.smoothness_weight': 0.0,
               'loss.penetration_weight': 0.0, 'train.static_lr': 1.5e-3},
 }

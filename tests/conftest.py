@@ -1,8 +1,8 @@
 """Global test switches, set once here.
 
-JAX runs on the CPU in tests, with 2 simulated devices (set before jax is imported anywhere), so
-that a step's frames spread over devices on a machine without accelerators
-(tests/test_train_step.py; it also starts a process with 4).
+JAX runs on the CPU in tests, with 4 simulated devices (set before jax is imported anywhere), so
+that a step's frames spread over devices on a machine without accelerators (tests/test_train_step.py:
+over 1, 2 and 4 of them, in the test's own process rather than one started for it).
 
 Compiled programs go to a persistent compilation cache made for this test session (JAX's
 default threshold: only programs that took a second or more to compile), shared by the xdist
@@ -17,7 +17,7 @@ import shutil
 import tempfile
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
+os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=4')
 
 # Made once, by the pytest process that starts the xdist workers (they inherit the variable).
 _SESSION_CACHE = None

@@ -1,4 +1,4 @@
-"""placement.py: a step's frames from its epoch's order, and how its inputs are laid out over the 2
+"""placement.py: a step's frames from its epoch's order, and how its inputs are laid out over 2 of the
 simulated devices of tests/conftest.py."""
 
 import types

@@ -23,13 +23,14 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.parametrize('streamed', [False, True])
 def test_loop_steps_make_no_implicit_transfer(sequence_path, streamed):
   """Three steps as train_geometry takes them (its explicit per-step placement of the batch and, when
-  the frames are streamed, of the next step's frames; then the step), 2 frames per step over 2
-  simulated devices, under jax.transfer_guard('disallow')."""
+  the frames are streamed, of the next step's frames; then the step), 4 frames per step over 4
+  simulated devices, under jax.transfer_guard('disallow'). The steps are test_sharded_step_equals_unsharded's
+  '4' and '4s': one compile for both tests."""
   config = tiny_config(sequence_path)
-  config.train.frames_per_step = 2
+  config.train.frames_per_step = 4
   config.train.device_frames_max_gb = 0.0 if streamed else 4.0
-  run, settings, (state, mesh, constants) = placed_start(config, 2)
-  assert settings.streamed == streamed and settings.devices == 2
+  run, settings, (state, mesh, constants) = placed_start(config, 4)
+  assert settings.streamed == streamed and settings.devices == 4
   pose_codes = run.pose_codes(constants)
   frames, slots = placement.step_frames_on_device(run, placement.step_indices(run, 0), settings.devices, streamed)
   log = placement.place(loop.LogSums.zeros(train.METRICS), settings.devices)

@@ -100,6 +100,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.penetration_margin = 0.005  # Distance (m) the garment keeps from the body.
   config.loss.penetration_grid_resolution = 48  # Samples per axis of the body's distance grid.
   config.loss.penetration_grid_margin = 0.25  # The grid spans the template's box grown by this much (m) per side.
+  config.loss.posed_penetration_weight = 1000.0  # The same in each frame: the posed garment against the posed body,
+  # so a leg swinging back pushes out the unseen back of a skirt instead of passing through it
+  # (losses.posed_penetration_loss).
+  config.loss.posed_penetration_samples = 4096  # Points of the posed body the garment is checked against, spread by
+  # area (frames.body_samples): ~2 cm apart on an adult body.
   config.loss.depth_weight = 1.0  # Depth ordering (margin ranking) weight.
   config.loss.depth_pairs = 50  # Random pixel pairs per frame.
   config.loss.depth_box = 64  # Both pixels of a pair lie in a box of this size (pixels).

@@ -38,6 +38,8 @@ ADDED_KEYS = {
     'loss.shading_erode': 0,
     'loss.shading_region': 'mask',
     'loss.depth_correlation_weight': 0.0,
+    'loss.posed_penetration_weight': 0.0,
+    'loss.posed_penetration_samples': 4096,
 }
 
 

@@ -45,7 +45,7 @@ _POSITIVE = (
 _NON_NEGATIVE = (
     'loss.render_weight', 'loss.huber_weight', 'loss.ssim_weight', 'loss.mask_weight', 'loss.jacobian_weight',
     'loss.smoothness_weight', 'loss.penetration_weight', 'loss.depth_weight', 'loss.depth_margin',
-    'loss.depth_correlation_weight',
+    'loss.depth_correlation_weight', 'loss.posed_penetration_weight', 'loss.posed_penetration_samples',
     'train.vertex_noise_std', 'train.pose_noise_std', 'appearance.pose_noise_std', 'train.device_frames_max_gb',
 )
 

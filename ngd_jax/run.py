@@ -62,6 +62,8 @@ class TrainingFrames(NamedTuple):
   hands: UInt8[Array, 'T H W']  # Hands mask 0/1.
   depth: Float[Array, 'T H W']  # Relative depth, nan = unknown.
   body_depth: Float[Array, 'T H W']  # z/w of the posed body, inf where none (frames.body_depth).
+  body_points: Float[Array, 'T N 3']  # Samples of the posed body and its normals there (frames.body_samples).
+  body_normals: Float[Array, 'T N 3']
   transforms: Float[Array, 'T K 4 4']
   world_to_clip: Float[Array, 'T 4 4']
   world_to_camera: Float[Array, 'T 4 4']
@@ -218,8 +220,8 @@ class Run:
   def training_frames(self, ts: np.ndarray | None = None) -> TrainingFrames:
     """Host: the images and cameras of all training frames, or of frames `ts` (numpy)."""
     bank = self.bank
-    frames = TrainingFrames(bank.target, bank.mask, bank.hands, bank.depth, bank.body_depth, bank.transforms,
-                            bank.world_to_clip, bank.world_to_camera)
+    frames = TrainingFrames(bank.target, bank.mask, bank.hands, bank.depth, bank.body_depth, bank.body_points,
+                            bank.body_normals, bank.transforms, bank.world_to_clip, bank.world_to_camera)
     return frames if ts is None else jax.tree.map(lambda values: values[ts], frames)
 
   def batch(self, ts: np.ndarray, step: int, blend: float, pose_codes: np.ndarray,

@@ -66,6 +66,7 @@ class LossSettings(NamedTuple):
   smoothness_weight: float
   penetration_weight: float
   penetration_margin: float
+  posed_penetration_weight: float
   depth_weight: float
   depth_pairs: int
   depth_box: int
@@ -93,11 +94,13 @@ class FrameImages(NamedTuple):
   hands: Float[Array, 'H W']
   depth: Float[Array, 'H W']  # nan = unknown.
   body_depth: Float[Array, 'H W']  # z/w of the posed body, inf where none.
+  body_points: Float[Array, 'N 3']  # Samples of the posed body (frames.body_samples).
+  body_normals: Float[Array, 'N 3']
 
 
 def frame_images(frames: run_lib.TrainingFrames, t: Int[Array, '']) -> FrameImages:
   return FrameImages(frames.target[t], frames.mask[t].astype(jnp.float32), frames.hands[t].astype(jnp.float32),
-                     frames.depth[t], frames.body_depth[t])
+                     frames.depth[t], frames.body_depth[t], frames.body_points[t], frames.body_normals[t])
 
 
 def image_terms(
@@ -155,14 +158,18 @@ def frame_losses(
     distance = body.signed_distance(mesh.body_distance, deformation.canonical)
     terms['penetration'] = loss.penetration_weight * losses.penetration_loss(
         distance, mesh.operators.vertex_mask, loss.penetration_margin)
+  if loss.posed_penetration_weight > 0:
+    terms['posed_penetration'] = loss.posed_penetration_weight * losses.posed_penetration_loss(
+        deformation.posed, mesh.operators.vertex_mask, images.body_points, images.body_normals,
+        loss.penetration_margin)
   return terms
 
 
 # The step's metrics: the loss terms (0 where a term is off) and their total, the gradient norm of J^S,
 # and the final Poisson solve's relative residual, CG iterations and whether CG stopped at its cap
 # (0 for the direct solvers), each a mean over the step's frames.
-METRICS = ('huber', 'ssim', 'mask', 'jacobian', 'smoothness', 'penetration', 'depth', 'depth_correlation', 'total', 'static_grad_norm',
-           'poisson_residual', 'poisson_iterations', 'poisson_capped')
+METRICS = ('huber', 'ssim', 'mask', 'jacobian', 'smoothness', 'penetration', 'posed_penetration', 'depth',
+           'depth_correlation', 'total', 'static_grad_norm', 'poisson_residual', 'poisson_iterations', 'poisson_capped')
 
 
 class FrameOutputs(NamedTuple):

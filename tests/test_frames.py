@@ -1,6 +1,7 @@
 """frames.py: which sequence frames train, and the bank decoded at the training resolution (the same
 camera in clip space at every resolution, masks resized with the images)."""
 
+import gpytoolbox
 import numpy as np
 import pytest
 
@@ -40,3 +41,20 @@ def test_bank_is_decoded_at_the_training_resolution(sequence_path):
   decided = (halved == 0) | (halved == 1)  # Blocks wholly inside or outside the garment.
   np.testing.assert_array_equal(small.mask[decided], halved[decided])
   np.testing.assert_array_equal(small.indices, big.indices)
+
+
+def test_body_samples_are_the_same_body_points_in_every_frame_with_outward_normals(sequence_path):
+  seq = data.read_sequence(sequence_path)
+  indices = np.array([0, 2])
+  points, normals = frames.body_samples(seq.body, indices, 300, seed=0)
+  assert points.shape == normals.shape == (2, 300, 3) and points.dtype == np.float32
+  posed = np.asarray(frames.posed_body(seq.body, indices))
+  chosen = np.flatnonzero(np.all(np.isclose(posed[0][:, None], points[0][None]), axis=-1).any(axis=1))
+  assert len(chosen) == 300
+  np.testing.assert_allclose(points[1], posed[1][chosen], atol=1e-6)  # The same vertices, posed in frame 2.
+  np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1.0, rtol=1e-5)
+  for t in range(2):  # 5 mm along each normal is outside the body, 5 mm against it inside, nearly everywhere.
+    distance = lambda offset: gpytoolbox.signed_distance(
+        (points[t] + offset * normals[t]).astype(np.float64), posed[t].astype(np.float64), seq.body.faces)[0]
+    assert np.mean(distance(0.005) > 0) > 0.95 and np.mean(distance(-0.005) < 0) > 0.9
+  assert frames.body_samples(seq.body, indices, 0, seed=0)[0].shape == (2, 0, 3)

@@ -202,6 +202,36 @@ def test_penetration_loss_counts_real_vertices_inside_the_margin():
   np.testing.assert_allclose(losses.penetration_loss(distance, mask, 0.005), expected, rtol=1e-6)
 
 
+def _sphere_samples(count: int, radius: float) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Points spread over a sphere about the origin and its outward normals (a Fibonacci lattice)."""
+  i = np.arange(count) + 0.5
+  polar, azimuth = np.arccos(1 - 2 * i / count), np.pi * (1 + 5**0.5) * i
+  normals = np.stack([np.sin(polar) * np.cos(azimuth), np.sin(polar) * np.sin(azimuth), np.cos(polar)], axis=-1)
+  return jnp.asarray(radius * normals, jnp.float32), jnp.asarray(normals, jnp.float32)
+
+
+def test_posed_penetration_loss_charges_vertices_inside_the_posed_body():
+  points, normals = _sphere_samples(2000, 0.1)
+  directions = np.array([[1.0, 0, 0], [0, 1, 0], [0, 0, -1], [0.6, 0.8, 0]])
+  radii = np.array([0.2, 0.103, 0.08, 0.04])  # Far out, just out, 2 cm in, 6 cm in (the last: padding).
+  posed = jnp.asarray(directions * radii[:, None], jnp.float32)
+  mask = jnp.array([True, True, True, False])
+  margin = 0.005
+  # Lattice points near each vertex's direction lie within ~0.4 cm of it on the sphere: the plane distance is
+  # the radial one to within 1e-4 m.
+  expected = (0.0 + (margin - 0.003)**2 + (margin + 0.02)**2) / 3
+  value = losses.posed_penetration_loss(posed, mask, points, normals, margin)
+  np.testing.assert_allclose(value, expected, rtol=0.03)
+  gradient = np.asarray(jax.grad(losses.posed_penetration_loss)(posed, mask, points, normals, margin))
+  np.testing.assert_array_equal(gradient[[0, 3]], 0.0)  # Outside the margin, and padding: no pull.
+  for i in (1, 2):  # Descent moves a vertex in the margin or inside out along the body's normal.
+    assert np.dot(-gradient[i], directions[i]) / np.linalg.norm(gradient[i]) > 0.99
+  step = np.zeros_like(np.asarray(posed))
+  step[2] = 1e-4 * np.array([0.3, -0.2, 0.5])
+  moved = losses.posed_penetration_loss(posed + step, mask, points, normals, margin)
+  np.testing.assert_allclose(moved - value, np.sum(gradient * step), rtol=0.05)  # Finite difference.
+
+
 def test_target_image_for_each_supervision():
   normal = jnp.array([[[0.0, 0.0, -1.0], [0.6, 0.0, -0.8]]])
   mask = jnp.array([[1.0, 0.0]])

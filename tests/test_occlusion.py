@@ -40,7 +40,8 @@ def _mask_term_gradients() -> tuple[dict[str, np.ndarray], float]:
   loss = train.LossSettings(supervision='diffuse', render_weight=5.0, huber_weight=0.0, huber_delta=0.005,
                             ssim_weight=0.0, mask_weight=0.4, shading_erode=0, shading_region='mask',
                             jacobian_weight=0.0, jacobian_visible_only=True, smoothness_weight=0.0,
-                            penetration_weight=0.0, penetration_margin=0.0, depth_weight=0.0, depth_pairs=1,
+                            penetration_weight=0.0, penetration_margin=0.0, posed_penetration_weight=0.0,
+                            depth_weight=0.0, depth_pairs=1,
                             depth_box=1, depth_margin=0.0, depth_min_gap=0.0, depth_pairs_in_mask=True,
                             depth_correlation_weight=0.0)
   pairs = losses.DepthPairs(jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32), jnp.zeros(1))
@@ -50,7 +51,8 @@ def _mask_term_gradients() -> tuple[dict[str, np.ndarray], float]:
     # The mask is the camera's view of the tube, antialiased as the render's own edges are.
     mask = garment.alpha[..., 0] * (1.0 - hidden_pixels)
     images = train.FrameImages(target=jnp.zeros(model.resolution + (1,)), mask=mask, hands=jnp.zeros_like(mask),
-                               depth=jnp.full(model.resolution, jnp.nan), body_depth=body_depth)
+                               depth=jnp.full(model.resolution, jnp.nan), body_depth=body_depth,
+                               body_points=jnp.zeros((0, 3)), body_normals=jnp.zeros((0, 3)))
 
     def mask_term(points):
       out = model.render(mesh, points, frame)

@@ -42,6 +42,7 @@ def tiny_config(path):
   config.train.image_every_steps = 5
   config.eval.lpips = False
   config.eval.chamfer_samples = 2000
+  config.loss.posed_penetration_samples = 512
   return config
 
 

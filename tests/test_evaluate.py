@@ -66,7 +66,9 @@ def test_training_view_metrics_without_ground_truth(caplog):
     flat[2:14, columns] = colour
     expected = -10.0 * np.log10(np.mean((flat - target) ** 2))
     assert result['per_frame'][t]['lbs_baseline']['train_view_psnr'] == pytest.approx(expected, abs=1e-3)
-    assert result['per_frame'][t]['reconstruction'] == {}  # No appearance trained: nothing to render.
+    # No appearance trained: nothing to render; the share inside the body needs no ground truth (none: the body
+    # is in front of the garment, not through it).
+    assert result['per_frame'][t]['reconstruction'] == {'inside_body_pct': 0.0}
   baseline = result['lbs_baseline']
   assert baseline['train_view_psnr'] == pytest.approx(np.mean([f['lbs_baseline']['train_view_psnr']
                                                                for f in result['per_frame']]))
@@ -74,7 +76,7 @@ def test_training_view_metrics_without_ground_truth(caplog):
   assert result['train_view_psnr'] is None and result['train_view_ssim'] is None  # Top level: the reconstruction's.
   assert result['worst_chamfer_ratio'] is None
   rows = [line.split()[0] for line in metrics.format_table(result).splitlines()[2:]]
-  assert rows == ['train_view_psnr', 'train_view_ssim']  # Only the rows with values.
+  assert rows == ['train_view_psnr', 'train_view_ssim', 'inside_body_pct']  # Only the rows with values.
 
 
 def test_missing_ground_truth_is_named_only_when_missing():

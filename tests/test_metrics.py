@@ -314,3 +314,13 @@ def test_surface_drift_is_sliding_along_the_true_cloth_not_distance_from_it():
   lifted = points + np.array([0.0, 0.0, 0.005])
   followed = np.stack([lifted, lifted + np.array([0.01, 0.0, 0.0])])
   np.testing.assert_allclose(metrics.surface_drift_mm(followed, gt, faces), [0.0, 0.0], atol=1e-6)
+
+
+def test_inside_body_pct_is_the_share_of_the_surface_inside_the_body():
+  body = trimesh.creation.box(extents=(1.0, 1.0, 1.0))  # The unit cube about the origin.
+  # A sheet at z = 0 from x = -0.25 to 1.25 (the cube ends at 0.5): half of its area lies inside.
+  sheet = np.array([[-0.25, -0.25, 0.0], [1.25, -0.25, 0.0], [1.25, 0.25, 0.0], [-0.25, 0.25, 0.0]])
+  faces = np.array([[0, 1, 2], [0, 2, 3]])
+  inside = metrics.inside_body_pct(sheet, faces, body.vertices, body.faces, 20_000, seed=0)
+  assert abs(inside - 100.0 * 0.75 / 1.5) < 1.5
+  assert metrics.inside_body_pct(sheet + [0, 0, 0.6], faces, body.vertices, body.faces, 1000, seed=0) == 0.0

@@ -4,12 +4,17 @@ JAX runs on the CPU in tests, with 4 simulated devices (set before jax is import
 that a step's frames spread over devices on a machine without accelerators (tests/test_train_step.py:
 over 1, 2 and 4 of them, in the test's own process rather than one started for it).
 
-Compiled programs go to a persistent compilation cache made for this test session (JAX's
-default threshold: only programs that took a second or more to compile), shared by the xdist
-workers and the processes the tests start: most of the suite's time is XLA compiling, and the
-same program is compiled again by other tests and other workers. The cache gives back the
-executable a compile would have made, so no test sees other programs. tests/test_train_step.py's cache test starts its
-processes without it. Set JAX_COMPILATION_CACHE_DIR to choose the folder (it is then kept).
+Compiled programs go to a persistent compilation cache made for this test session, shared by the
+xdist workers and the processes the tests start: most of the suite's time is XLA compiling, and the
+same program is compiled again by other tests and other workers. Every program is cached, not only
+those that took a second to compile (JAX's default): a process pays ~25 ms for each of hundreds of
+small programs (eager operations, a renderer at a test's size), and two files that render at the same
+size share them (tests/test_render_shading.py and test_model.py run in a second process: 68 s with
+the default threshold, 31 s with none). The cache gives back the executable a compile would have
+made, so no test sees other programs (an entry read while another worker writes it fails its
+checksum: JAX warns and compiles instead). tests/test_train_step.py's cache test starts its processes
+without it and at JAX's default threshold. Set JAX_COMPILATION_CACHE_DIR to choose the folder (it is
+then kept).
 
 The files that take minutes are collected first, longest first (_LONG_FILES): scripts/test.sh hands
 whole files to the worker that is free (--dist loadfile) in collection order (--no-loadscope-reorder;
@@ -29,6 +34,7 @@ _SESSION_CACHE = None
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ and 'PYTEST_XDIST_WORKER' not in os.environ:
   _SESSION_CACHE = tempfile.mkdtemp(prefix='ngd_jax_test_xla_cache_')
   os.environ['JAX_COMPILATION_CACHE_DIR'] = _SESSION_CACHE
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 
 # Seconds on 2 cores at commit 2e46e9a: 150, 150, 100, 80; the next file takes about 50.

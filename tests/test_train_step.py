@@ -103,7 +103,9 @@ def test_step_compiles_once_per_machine(sequence_path, tmp_path):
   script = (f'from tests import test_train_step\n'
             f'test_train_step.step_cache_events({sequence_path!r}, {str(tmp_path / "cache")!r})')
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=_ROOT)
-  env.pop('JAX_COMPILATION_CACHE_DIR', None)  # tests/conftest.py's session cache: this test makes its own.
+  # tests/conftest.py's session cache and threshold: this test makes its own cache, at JAX's default threshold.
+  env.pop('JAX_COMPILATION_CACHE_DIR', None)
+  env.pop('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', None)
   runs = [subprocess.run([sys.executable, '-c', script], check=True, cwd=_ROOT, env=env, capture_output=True,
                          text=True).stdout.split() for _ in range(2)]
   assert 'cache_misses' in runs[0] and 'cache_hits' not in runs[0], runs

@@ -88,8 +88,8 @@ VARIANTS = {
     'normals': {'loss.supervision': 'normals'},
     'body_template': {'template.source': 'body'},
     # Not run by default: issue 19's departures undone (the hands alone as occluder, the paper's depth margin
-    # and every depth pair, nearest-body skinning, T^S from 0.2, no dense depth), and the paper's settings (also the
-    # vertex-centroid anchor, no priors, its J^S rate). No posed penetration either.
+    # and every depth pair, nearest-body skinning, T^S from 0.2, no dense depth, no posed penetration), and the
+    # paper's settings (also the vertex-centroid anchor, no priors, its J^S rate).
     'before_issue19': BEFORE_ISSUE19,
     # Not run by default: three times the paper's silhouette share (benchmarks/README.md, "Silhouette weight").
     'silhouette_x3': {'loss.mask_weight': 1.2},

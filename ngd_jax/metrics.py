@@ -132,7 +132,7 @@ def inside_body_pct(vertices: np.ndarray, faces: np.ndarray, body_vertices: np.n
                     num_samples: int, seed: int) -> float:
   """Host: the share of a garment's surface (%, by area) that lies inside the posed body: where a limb passes
   through the cloth. A camera that sees the front of a skirt cannot tell whether the leg behind it went
-  through; the true cloth does not let it (small values come from the simulator's own contact tolerance)."""
+  through; real cloth does not let it (a simulated one may: read it against the true mesh's own share)."""
   samples = sample_surface(vertices, faces, num_samples, seed)
   distance, _, _ = gpytoolbox.signed_distance(samples.points, np.asarray(body_vertices, np.float64),
                                               np.asarray(body_faces, np.int32))

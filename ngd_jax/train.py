@@ -199,44 +199,43 @@ def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'] |
   """The gradient of the mean loss over this device's frames of the step (averaged across devices).
 
   Frame i of the step draws its noise and depth pairs from key (seed, step * B + offset + i), so a
-  frame's draws do not depend on how the step's B frames are spread over devices.
+  frame's draws do not depend on how the step's B frames are spread over devices. The device's frames
+  go through one loop (lax.map), not one copy of the program each: a step of 4 frames on one device
+  compiles as fast as a step of one.
   """
   model, loss = settings.model, settings.loss
   local = batch.t.shape[0]
   offset = jax.lax.axis_index('frames') * local
   frames_per_step = local * settings.devices
-  face_capacity = mesh.operators.faces.shape[0]
-  images = [frame_images(frames, batch.slot[i]) for i in range(local)]
+
+  def frame_loss(params, probe, i):
+    images = frame_images(frames, batch.slot[i])
+    draw = batch.step * frames_per_step + offset + i
+    key_noise, key_pairs = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(batch.seed), draw))
+    pairs = losses.sample_depth_pairs(key_pairs, images.mask, loss.depth_pairs, loss.depth_box,
+                                      loss.depth_pairs_in_mask)
+    t = batch.t[i]
+    frame = pipeline.frame_inputs(frames, batch.slot[i], batch.pose_code[i])
+    deformation = model.deform(params, constants.field_bounds, mesh, frame, dynamic=dynamic,
+                               blend_target=None if blend_target is None else blend_target[t],
+                               blend_weight=batch.blend_weight, x0=None if solutions is None else solutions[t])
+    noise = batch.vertex_noise_std * jax.random.normal(key_noise, deformation.posed.shape)
+    out = model.render(mesh, deformation.posed + noise, frame)
+    terms = frame_losses(out, deformation, probe, images, mesh, pairs, loss=loss, dynamic=dynamic,
+                         use_depth=settings.use_depth)
+    return terms, out.rast, deformation.canonical, deformation.solve
 
   def loss_fn(params, probes):
-    terms, rasts, canonicals, solves = [], [], [], []
-    for i in range(local):
-      draw = batch.step * frames_per_step + offset + i
-      key_noise, key_pairs = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(batch.seed), draw))
-      pairs = losses.sample_depth_pairs(key_pairs, images[i].mask, loss.depth_pairs, loss.depth_box,
-                                        loss.depth_pairs_in_mask)
-      t = batch.t[i]
-      frame = pipeline.frame_inputs(frames, batch.slot[i], batch.pose_code[i])
-      deformation = model.deform(params, constants.field_bounds, mesh, frame, dynamic=dynamic,
-                                 blend_target=None if blend_target is None else blend_target[t],
-                                 blend_weight=batch.blend_weight, x0=None if solutions is None else solutions[t])
-      noise = batch.vertex_noise_std * jax.random.normal(key_noise, deformation.posed.shape)
-      out = model.render(mesh, deformation.posed + noise, frame)
-      terms.append(frame_losses(out, deformation, probes[i], images[i], mesh, pairs, loss=loss, dynamic=dynamic,
-                                use_depth=settings.use_depth))
-      rasts.append(out.rast)
-      canonicals.append(deformation.canonical)
-      solves.append(deformation.solve)
-    stack = lambda *values: jnp.stack(values)
-    stacked = jax.tree.map(stack, *terms)
-    total = sum(jnp.sum(values) for values in stacked.values()) / local
-    return total, (stacked, jnp.stack(rasts), jnp.stack(canonicals), jax.tree.map(stack, *solves))
+    terms, rasts, canonicals, solves = jax.lax.map(lambda args: frame_loss(params, *args),
+                                                   (probes, jnp.arange(local)))
+    total = sum(jnp.sum(values) for values in terms.values()) / local
+    return total, (terms, rasts, canonicals, solves)
 
   probes = jnp.zeros((local,) + frames.target.shape[1:], frames.target.dtype)
   (_, (terms, rasts, canonicals, solves)), (grads, grad_images) = jax.value_and_grad(
       loss_fn, argnums=(0, 1), has_aux=True)(params, probes)
-  masks = jnp.stack([image.mask for image in images])[..., None]
-  stats = remesh.frame_face_stats(grad_images, masks, rasts, face_capacity)
+  masks = frames.mask[batch.slot].astype(jnp.float32)[..., None]
+  stats = remesh.frame_face_stats(grad_images, masks, rasts, mesh.operators.faces.shape[0])
   grads = jax.lax.pmean(grads, 'frames')
   return grads, FrameOutputs(terms, solves, jax.lax.stop_gradient(canonicals), stats)
 

@@ -126,7 +126,7 @@ def test_export_writes_every_product(uninterrupted, sequence_path):
 
 
 def test_two_frames_per_step_end_mid_blend(sequence_path, tmp_path, monkeypatch):
-  """2 frames per step (3 epochs of 2 steps), a remesh after epoch 0 blended in over 2 epochs: training
+  """2 frames per step (3 epochs of 2 steps, streamed), a remesh after epoch 0 blended in over 2 epochs: training
   ends with the blend under way (network weight 1/2). Evaluation right after training (the state in
   memory), --mode=eval and export (restored) pose the garment with the last step's blend weight, and
   training and restoring each check the workdir once."""
@@ -135,6 +135,9 @@ def test_two_frames_per_step_end_mid_blend(sequence_path, tmp_path, monkeypatch)
   config.remesh.epochs, config.remesh.blend_epochs = (1,), 2
   config.appearance.enabled = False
   config.train.image_every_steps, config.export.preview_frames = 100, 0  # No pictures: not what this tests.
+  # Each step's frames streamed to the devices one step ahead: the loop's streamed path, run end to end
+  # (its steps equal resident ones: tests/test_train_step.py). This test's step is its own compile either way.
+  config.train.device_frames_max_gb = 0.0
   workdir = str(tmp_path)
   batches, checks = [], []
   original_batch, original_check = run_lib.Run.batch, workdir_lib.check
@@ -322,19 +325,23 @@ def test_non_finite_loss_names_a_sound_checkpoint(tmp_path):
 def test_logging_intervals_do_not_recompile_the_step(sequence_path):
   """The step's static arguments hold only what changes the program: other logging, preview and
   checkpoint intervals, or a loss value the step does not read, reuse the compiled step; another loss
-  weight compiles a new one."""
+  weight traces a new one (lowered only: a new trace is a new compile, and XLA's compile is not what
+  this tests)."""
 
-  def step_once(config):
+  def traces(config, run_step):
     settings, inputs = placed_step_inputs(config, 1)
     before = train.TRACES.counts.get('geometry_step', 0)
-    jax.block_until_ready(train.jit_geometry_step(*inputs, settings=settings, dynamic=False))
+    if run_step:
+      jax.block_until_ready(train.jit_geometry_step(*inputs, settings=settings, dynamic=False))
+    else:
+      train.jit_geometry_step.lower(*inputs, settings=settings, dynamic=False)
     return train.TRACES.counts['geometry_step'] - before
 
   config = tiny_config(sequence_path)
-  step_once(config)
+  traces(config, run_step=True)
   config.train.log_every_steps, config.train.image_every_steps = 7, 11
   config.train.checkpoint_every_steps, config.train.keep_checkpoints = 13, 1
   config.loss.texture_erode += 1  # The appearance phase's.
-  assert step_once(config) == 0
+  assert traces(config, run_step=True) == 0
   config.loss.jacobian_weight = 0.5
-  assert step_once(config) == 1
+  assert traces(config, run_step=False) == 1

@@ -41,10 +41,9 @@ def test_displacement_baseline_trains_remeshes_evaluates_exports_and_resumes(seq
   for name in ('garment.glb', 'garment_textured.obj', 'meshes/canonical.obj', 'meshes/posed/000000.obj'):
     assert os.path.getsize(os.path.join(uninterrupted, name)) > 0, name
 
-  # Killed at step 10 (after the remesh at step 8; checkpoints at 3, 6, 8, 9), then resumed; this
-  # run's steps receive only their own frames, put one step ahead (train.device_frames_max_gb = 0),
-  # and must still end where the uninterrupted one (all frames on the device) did.
-  config.train.device_frames_max_gb = 0.0
+  # Killed at step 10 (after the remesh at step 8; checkpoints at 3, 6, 8, 9), then resumed: the
+  # resumed run must end where the uninterrupted one did. (Frames streamed to the devices one step
+  # ahead train as resident ones: tests/test_train_step.py.)
   original_check = loop.check_finite
 
   def check(metrics, step, ckpt, interval):

@@ -20,13 +20,10 @@ from tests.train_fixtures import tiny_config
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize('streamed', [False, True])
-def test_loop_steps_make_no_implicit_transfer(sequence_path, streamed):
-  """Three steps as train_geometry takes them (its explicit per-step placement of the batch and, when
+def loop_steps(config, streamed: bool, steps: int = 3):
+  """`steps` steps as train_geometry takes them (its explicit per-step placement of the batch and, when
   the frames are streamed, of the next step's frames; then the step), 4 frames per step over 4
-  simulated devices, under jax.transfer_guard('disallow'). The steps are test_sharded_step_equals_unsharded's
-  '4' and '4s': one compile for both tests."""
-  config = tiny_config(sequence_path)
+  simulated devices, under jax.transfer_guard('disallow'): the final state and the mean loss."""
   config.train.frames_per_step = 4
   config.train.device_frames_max_gb = 0.0 if streamed else 4.0
   run, settings, (state, mesh, constants) = placed_start(config, 4)
@@ -35,7 +32,7 @@ def test_loop_steps_make_no_implicit_transfer(sequence_path, streamed):
   frames, slots = placement.step_frames_on_device(run, placement.step_indices(run, 0), settings.devices, streamed)
   log = placement.place(loop.LogSums.zeros(train.METRICS), settings.devices)
   with jax.transfer_guard('disallow'):
-    for step in range(3):
+    for step in range(steps):
       batch = placement.step_batch(run, step, 1.0, pose_codes, slots, settings.devices)
       state, log = train.jit_geometry_step(state, mesh, constants, frames, batch, log, settings=settings,
                                            dynamic=True)
@@ -43,7 +40,21 @@ def test_loop_steps_make_no_implicit_transfer(sequence_path, streamed):
         frames, slots = placement.step_frames_on_device(run, placement.step_indices(run, step + 1), settings.devices,
                                                         streamed)
     means = log.means()
-  assert int(state.step) == 3 and np.isfinite(means['total']) and means['total'] > 0
+  return state, means['total']
+
+
+def test_loop_steps_make_no_implicit_transfer_and_streamed_frames_train_as_resident(sequence_path):
+  """Three loop steps with every frame on the devices and with only each step's frames put there one
+  step ahead: no implicit transfer, and the same parameters after three steps (a frame streamed for
+  the wrong step would show). The steps are test_sharded_step_equals_unsharded's '4' and '4s': one
+  compile for both tests."""
+  resident, resident_total = loop_steps(tiny_config(sequence_path), streamed=False)
+  streamed, streamed_total = loop_steps(tiny_config(sequence_path), streamed=True)
+  assert int(resident.step) == int(streamed.step) == 3 and np.isfinite(resident_total) and resident_total > 0
+  np.testing.assert_allclose(streamed_total, resident_total, rtol=1e-5)
+  for leaf, expected in zip(jax.tree.leaves((streamed.params, streamed.solutions)),
+                            jax.tree.leaves((resident.params, resident.solutions)), strict=True):
+    np.testing.assert_allclose(np.asarray(leaf), np.asarray(expected), rtol=1e-5, atol=1e-6)
 
 
 def test_sharded_step_equals_unsharded(sequence_path):

@@ -13,8 +13,8 @@ size share them (tests/test_render_shading.py and test_model.py run in a second 
 the default threshold, 31 s with none). The cache gives back the executable a compile would have
 made, so no test sees other programs (an entry read while another worker writes it fails its
 checksum: JAX warns and compiles instead). tests/test_train_step.py's cache test starts its processes
-without it and at JAX's default threshold. Set JAX_COMPILATION_CACHE_DIR to choose the folder (it is
-then kept).
+at JAX's default threshold, with a step program of its own. Set JAX_COMPILATION_CACHE_DIR to choose
+the folder (it is then kept).
 
 The files that take minutes are collected first, longest first (_LONG_FILES): scripts/test.sh hands
 whole files to the worker that is free (--dist loadfile) in collection order (--no-loadscope-reorder;

@@ -77,26 +77,27 @@ def test_two_resolutions_give_consistent_coverage():
   assert np.abs(np.asarray(low) - pooled).mean() < 0.03
 
 
-def test_jit_vmap_over_frames_and_padding_match_eager():
+def test_vmap_over_frames_and_padding_match_single_frames():
+  """A jitted vmap over frames gives each frame's own render, and padding faces (0, 0, 0) and copies of
+  vertex 0 change nothing. Single frames are jitted too: eager against jit is tests/test_render_kernels.py's,
+  and op-by-op it took 22 s of compiles here."""
   res = (24, 24)
   verts, faces = _grid(3, 1.0, lambda x, y: 0.1 * x * y)
-  topology = render.build_topology(faces)
   cams = [_camera(res, 25.0, a) for a in (0.0, 0.4)]
   frames = np.stack([verts, verts + np.float32([0.05, -0.02, 0.1])])
-  eager = [render.render_garment(frames[i], faces, topology, cams[i][0], cams[i][1], res, 'ffi')
-           for i in range(2)]
+  topology = render.build_topology(faces)
+  render_one = jax.jit(lambda v, f, t, p, w: render.render_garment(v, f, t, p, w, res, 'ffi'))
+  single = [render_one(frames[i], faces, topology, cams[i][0], cams[i][1]) for i in range(2)]
   batched = jax.jit(jax.vmap(lambda v, p, w: render.render_garment(v, faces, topology, p, w, res,
                                                                     'ffi')))(
       frames, jnp.stack([c[0] for c in cams]), jnp.stack([c[1] for c in cams]))
   for i in range(2):
-    for a, b in zip(eager[i], batched):
+    for a, b in zip(single[i], batched):
       np.testing.assert_allclose(a, b[i], atol=1e-6)
-  # Padding: faces (0, 0, 0) and copies of vertex 0 change nothing.
   pad_faces = np.concatenate([faces, np.zeros((6, 3), np.int32)])
   pad_verts = np.concatenate([verts, np.repeat(verts[:1], 4, 0)])
-  padded = render.render_garment(pad_verts, pad_faces, render.build_topology(pad_faces),
-                                 cams[0][0], cams[0][1], res, 'ffi')
-  for a, b in zip(eager[0], padded):
+  padded = render_one(pad_verts, pad_faces, render.build_topology(pad_faces), cams[0][0], cams[0][1])
+  for a, b in zip(single[0], padded):
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 

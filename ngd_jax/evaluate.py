@@ -5,9 +5,10 @@ the paper's convention, plain Chamfer in mm, normal consistency). Appearance: th
 garment rendered from each held-out camera against gt/views/<name>/ (PSNR, SSIM, LPIPS), both
 images masked to the garment (prediction by its coverage, target by the view's mask) and compared
 over the whole frame; the same from the training camera against the training frame (train_view_*:
-how well the video is explained, the one measure a clip without ground truth has). The LBS-only
-baseline (the template skinned, no deformation, a flat mean garment colour) is measured the same
-way for reference.
+how well the video is explained, the one measure a clip without ground truth has). Each camera's
+error is also split in two: silhouette_iou (the geometry as that camera sees it) and covered_psnr (the
+texture, over the pixels both the render and the mask hold). The LBS-only baseline (the template
+skinned, no deformation, a flat mean garment colour) is measured the same way for reference.
 
 Means alone hide a collapse in part of the sequence, so metrics.json also holds each method's means
 per third of the frames and the worst frame's Chamfer ratio to the baseline, and TensorBoard gets
@@ -16,6 +17,7 @@ view over the ground truth) at the restored checkpoint's step.
 """
 
 import logging
+import math
 import os
 from typing import Any, Mapping, Sequence
 
@@ -48,11 +50,20 @@ def mean_garment_colour(bank: frames_lib.FrameBank) -> np.ndarray:
   return (np.sum(bank.rgb * weights, axis=(0, 1, 2)) / 255.0 / max(weights.sum(), 1.0)).astype(np.float32)
 
 
-def image_metrics(pred: np.ndarray, target: np.ndarray, use_lpips: bool) -> dict[str, float]:
+def image_metrics(pred: np.ndarray, target: np.ndarray, use_lpips: bool, drawn: np.ndarray,
+                  mask: np.ndarray) -> dict[str, float]:
+  """Whole-image PSNR / SSIM (/ LPIPS) of a render against the garment-masked photo, and what splits their
+  error in two: silhouette_iou (the pixels the render draws, `drawn` [H, W], against the garment mask: the
+  geometry as the camera sees it) and covered_psnr (PSNR over the pixels both hold: the texture where the
+  geometry is right; NaN where they share none)."""
   out = {'psnr': float(metrics.psnr(jnp.asarray(pred), jnp.asarray(target))),
          'ssim': float(metrics.ssim(jnp.asarray(pred), jnp.asarray(target)))}
   if use_lpips:
     out['lpips'] = float(metrics.lpips(jnp.asarray(pred), jnp.asarray(target)))
+  drawn, garment = np.asarray(drawn) > 0.5, np.asarray(mask) > 0.5
+  both = drawn & garment
+  out['silhouette_iou'] = float(both.sum() / max((drawn | garment).sum(), 1))
+  out['covered_psnr'] = float(metrics.psnr(jnp.asarray(pred), jnp.asarray(target), both)) if both.any() else math.nan
   return out
 
 
@@ -67,26 +78,30 @@ def missing_ground_truth(seq: data.Sequence) -> str | None:
 
 
 def _camera_metrics(trained: restore.Trained, t: int, baseline: np.ndarray, colour: np.ndarray,
-                    world_to_clip: np.ndarray, target: np.ndarray) -> tuple[dict[str, float] | None, dict[str, float]]:
-  """Host: image metrics of frame t seen by one camera (target: the garment-masked photo, float [H, W, 3]):
-  the textured reconstruction (None before the appearance phase) and the LBS baseline's flat colour."""
+                    world_to_clip: np.ndarray, photo: np.ndarray, mask: np.ndarray
+                    ) -> tuple[dict[str, float] | None, dict[str, float]]:
+  """Host: image metrics of frame t seen by one camera (photo float [H, W, 3], garment mask [H, W]; the target
+  is the garment-masked photo): the textured reconstruction (None before the appearance phase) and the LBS
+  baseline's flat colour."""
   run, config = trained.run, trained.run.config
-  size = target.shape[:2]
+  size = mask.shape
+  target = photo * mask[..., None]
   occluder = views.body_in_front(trained, t, world_to_clip, size)
   world_to_clip = jnp.asarray(world_to_clip)
   reconstruction = None
   if trained.appearance is not None:
-    pred, _ = appearance_phase.render_textured(config, trained.appearance, jnp.asarray(trained.posed[t]),
-                                               jnp.asarray(trained.faces), world_to_clip,
-                                               jnp.asarray(run.bank.pose[t]), size, occluder)
-    reconstruction = image_metrics(pred, target, config.eval.lpips)
+    pred, drawn = appearance_phase.render_textured(config, trained.appearance, jnp.asarray(trained.posed[t]),
+                                                   jnp.asarray(trained.faces), world_to_clip,
+                                                   jnp.asarray(run.bank.pose[t]), size, occluder)
+    reconstruction = image_metrics(pred, target, config.eval.lpips, drawn, mask)
   flat = render.render_colors(jnp.asarray(baseline[t]), jnp.asarray(run.inputs.template_faces),
                               jnp.broadcast_to(jnp.asarray(colour), baseline[t].shape), world_to_clip, size,
                               backend=config.render.backend)
-  flat_rgb = np.asarray(flat.rgb)
+  flat_rgb, flat_drawn = np.asarray(flat.rgb), np.asarray(flat.rast[..., 3]) > 0
   if occluder is not None:
-    flat_rgb = flat_rgb * (np.asarray(flat.rast[..., 2]) < occluder)[..., None]
-  return reconstruction, image_metrics(flat_rgb, target, config.eval.lpips)
+    in_front = np.asarray(flat.rast[..., 2]) < occluder
+    flat_rgb, flat_drawn = flat_rgb * in_front[..., None], flat_drawn & in_front
+  return reconstruction, image_metrics(flat_rgb, target, config.eval.lpips, flat_drawn, mask)
 
 
 def tracked_cloth(gt_meshes: Sequence[Any], num_frames: int) -> bool:
@@ -130,7 +145,7 @@ def evaluate_trained(trained: restore.Trained) -> dict[str, Any]:
     for view_name in sorted(seq.eval_cameras):
       view = seq.eval_view(view_name, index, config.data.resolution)
       world_to_clip = frames_lib.clip_matrix(view.camera, view.mask.shape, config.render)
-      measured = _camera_metrics(trained, t, baseline, colour, world_to_clip, view.rgb * view.mask[..., None])
+      measured = _camera_metrics(trained, t, baseline, colour, world_to_clip, view.rgb, view.mask)
       for key, values in zip(('reconstruction', 'lbs_baseline'), measured):
         if values is not None:
           entry[key].setdefault('views', {})[view_name] = values
@@ -139,8 +154,8 @@ def evaluate_trained(trained: restore.Trained) -> dict[str, Any]:
       if views:
         for metric in next(iter(views.values())):
           entry[key][metric] = float(np.mean([v[metric] for v in views.values()]))
-    target = bank.rgb[t] / np.float32(255.0) * bank.mask[t][..., None]
-    measured = _camera_metrics(trained, t, baseline, colour, bank.world_to_clip[t], target)
+    measured = _camera_metrics(trained, t, baseline, colour, bank.world_to_clip[t], bank.rgb[t] / np.float32(255.0),
+                               bank.mask[t].astype(np.float32))
     for key, values in zip(('reconstruction', 'lbs_baseline'), measured):
       entry[key].update({f'train_view_{metric}': value for metric, value in (values or {}).items()})
     per_frame.append(entry)
@@ -156,7 +171,7 @@ def evaluate_trained(trained: restore.Trained) -> dict[str, Any]:
   return {
       **summary,
       **{f'train_view_{metric}': summary['reconstruction'].get(f'train_view_{metric}')
-         for metric in ('psnr', 'ssim', 'lpips')},
+         for metric in ('psnr', 'ssim', 'lpips', 'covered_psnr', 'silhouette_iou')},
       'worst_chamfer_ratio': metrics.worst_chamfer_ratio(per_frame),
       # The true cloth's share inside the body: what the reconstruction's inside_body_pct is to be read against.
       'ground_truth_inside_body_pct': float(np.mean(truth_inside)) if truth_inside else None,

@@ -28,6 +28,10 @@ TABLE_METRICS = (
     ('train_view_psnr', 'higher'),
     ('train_view_ssim', 'higher'),
     ('train_view_lpips', 'lower'),
+    ('silhouette_iou', 'higher'),
+    ('covered_psnr', 'higher'),
+    ('train_view_silhouette_iou', 'higher'),
+    ('train_view_covered_psnr', 'higher'),
     ('drift_mm', 'lower'),
     ('inside_body_pct', 'lower'),
 )

@@ -76,7 +76,8 @@ def test_training_view_metrics_without_ground_truth(caplog):
   assert result['train_view_psnr'] is None and result['train_view_ssim'] is None  # Top level: the reconstruction's.
   assert result['worst_chamfer_ratio'] is None
   rows = [line.split()[0] for line in metrics.format_table(result).splitlines()[2:]]
-  assert rows == ['train_view_psnr', 'train_view_ssim', 'inside_body_pct']  # Only the rows with values.
+  assert rows == ['train_view_psnr', 'train_view_ssim', 'train_view_silhouette_iou', 'train_view_covered_psnr',
+                  'inside_body_pct']  # Only the rows with values.
 
 
 def test_missing_ground_truth_is_named_only_when_missing():
@@ -135,3 +136,19 @@ def test_float_images_are_clipped_and_a_damaged_events_file_is_refused(tmp_path)
   path.write_bytes(bytes(data[:-2]))
   with pytest.raises(ValueError, match='truncated record'):
     reporting.read_events(str(tmp_path))
+
+
+def test_image_metrics_split_the_error_into_silhouette_and_texture():
+  """A render one pixel right of a 4x4 garment and 0.1 too bright: IoU 12 / 20, covered PSNR 20 dB (the
+  texture's error alone); the whole-image PSNR mixes in the column the render misses (0.5 off) and the one it
+  adds (0.6 off), over all 24 x 24 pixels."""
+  mask = np.zeros((24, 24), np.float32)  # SSIM's 11-pixel window needs room.
+  mask[10:14, 10:14] = 1.0
+  drawn = np.roll(mask, 1, axis=1)
+  target = 0.5 * mask[..., None] * np.ones(3, np.float32)
+  pred = 0.6 * drawn[..., None] * np.ones(3, np.float32)
+  out = evaluate.image_metrics(pred, target, False, drawn, mask)
+  assert out['silhouette_iou'] == pytest.approx(12 / 20)
+  assert out['covered_psnr'] == pytest.approx(20.0, abs=1e-4)
+  assert out['psnr'] == pytest.approx(-10 * np.log10((12 * 0.1**2 + 4 * 0.5**2 + 4 * 0.6**2) / 24**2), abs=1e-4)
+  assert np.isnan(evaluate.image_metrics(pred, target, False, np.zeros_like(mask), mask)['covered_psnr'])

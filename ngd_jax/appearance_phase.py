@@ -87,7 +87,7 @@ def init_state(config: ml_collections.ConfigDict, uvs: np.ndarray, uv_faces: np.
   codes = np.asarray(geometry.pose_code(pca, jnp.asarray(poses)))
   size = config.appearance.texture_size
   module = texture_lib.dynamic_texture_from_config(config.appearance)
-  dynamic = module.init(key, jnp.zeros((1, 2)), jnp.zeros((config.appearance.pose_components,)))
+  dynamic = run_lib.init_module(module, key, jnp.zeros((1, 2)), jnp.zeros((config.appearance.pose_components,)))
   params = {'static': jnp.full((size, size, 3), config.appearance.texture_init, jnp.float32), 'dynamic': dynamic}
   return AppearanceState(
       step=jnp.int32(0), params=params, opt_state=optimizers.appearance_optimizer(settings).init(params),

@@ -6,7 +6,7 @@ and ground truth exact), one short run beats the LBS-only baseline.
 It fails if a problem of issue 11 comes back (an inward template fitted inside out, a fit that ends
 worse in 3-D than the undeformed template) or if a tracker's error undoes the fit: Chamfer and normal
 consistency in every third of the sequence (issue 19). Measured on 2026-12-07 (one face capacity for the
-whole run): Chamfer 0.27 / 0.22 / 0.61 of the baseline's, normal consistency 0.829 / 0.852 / 0.782 against
+whole run, XLA's default optimisation level; tests/conftest.py): Chamfer 0.27 / 0.22 / 0.61 of the baseline's, normal consistency 0.829 / 0.852 / 0.782 against
 0.812 / 0.792 / 0.764.
 """
 

@@ -112,8 +112,7 @@ def body_samples(body_data: body.BodyData, indices: np.ndarray, count: int, seed
     empty = np.zeros((len(indices), 0, 3), np.float32)
     return empty, empty
   faces = np.asarray(body_data.faces, np.int64)
-  area = np.zeros(len(body_data.rest_vertices))
-  np.add.at(area, faces.reshape(-1), np.repeat(meshes.face_areas(body_data.rest_vertices, faces), 3))
+  area = meshes.vertex_areas(body_data.rest_vertices, faces)
   chosen = np.sort(np.random.default_rng(seed).choice(len(area), count, replace=False, p=area / area.sum()))
   posed = np.asarray(posed_body(body_data, indices))
   normals = np.stack([meshes.vertex_normals(vertices, faces)[chosen] for vertices in posed])

@@ -80,6 +80,13 @@ def face_areas(vertices: Float[AnyArray, 'V 3'],
   return 0.5 * xp.sqrt(xp.sum(normals * normals, axis=-1))
 
 
+def vertex_areas(vertices: Float[np.ndarray, 'V 3'], faces: Int[np.ndarray, 'F 3']) -> Float[np.ndarray, 'V']:
+  """Host: each vertex's share of the surface, a third of the area of every face it is a corner of."""
+  faces = np.asarray(faces)
+  return np.bincount(faces.reshape(-1), np.repeat(face_areas(np.asarray(vertices), faces) / 3.0, 3),
+                     minlength=len(vertices))
+
+
 def unit_vectors(vectors: Float[AnyArray, 'N 3'], min_squared_length: float = 0.0,
                  fallback: float | tuple[float, ...] = 0.0) -> Float[AnyArray, 'N 3']:
   """Rows scaled to length 1; rows of squared length at most min_squared_length get `fallback`.

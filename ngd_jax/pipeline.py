@@ -133,8 +133,7 @@ def anchor_weights(rest_vertices: np.ndarray, faces: np.ndarray,
   if config.geometry.anchor == 'centroid':
     return None
   vertices = np.asarray(rest_vertices, np.float64)
-  vertex_area = np.bincount(faces.reshape(-1), np.repeat(meshes.face_areas(vertices, faces) / 3.0, 3),
-                            minlength=len(vertices))
+  vertex_area = meshes.vertex_areas(vertices, faces)
   below_top = vertices[:, 1].max() - vertices[:, 1]
   return vertex_area * np.exp(-((below_top / config.geometry.anchor_width) ** 2))
 

@@ -123,12 +123,12 @@ def unpadded_template(state: GeometryState) -> Mesh:
               np.asarray(state.faces, np.int32)[:num_faces])
 
 
-
 @functools.partial(jax.jit, static_argnums=0)
 def init_module(module: nn.Module, key: jax.Array, *inputs: jax.Array) -> dict[str, Any]:
   """A flax module's fresh variables, jitted: eagerly, a hash grid's and an MLP's initialisers are hundreds
   of small programs (3 s on CPU for the dynamic field, 1 s once compiled here)."""
   return module.init(key, *inputs)
+
 
 class Run:
   """Host-side holder of one run's inputs and model (built once per process)."""

@@ -73,6 +73,10 @@ def test_tetrahedron_normals_and_areas():
   vertex = meshes.vertex_normals(TETRAHEDRON, TETRAHEDRON_FACES)
   np.testing.assert_allclose(vertex[0], -np.ones(3) / np.sqrt(3), rtol=1e-15)
   np.testing.assert_array_equal(vertex[1], [1.0, 0.0, 0.0])
+  # The origin is a corner of the three axis faces only; vertex 1 of two of them and the slanted one.
+  areas = meshes.vertex_areas(TETRAHEDRON, TETRAHEDRON_FACES)
+  np.testing.assert_allclose(areas[:2], [0.5, (1.0 + np.sqrt(3) / 2) / 3], rtol=1e-15)
+  np.testing.assert_allclose(areas.sum(), 1.5 + np.sqrt(3) / 2, rtol=1e-15)
 
 
 def test_host_arrays_keep_float64():

@@ -65,6 +65,27 @@ def read_back_psnr(uv: np.ndarray, weight: np.ndarray, garment: np.ndarray, rgb:
   return values
 
 
+def surface_psnr(uv: np.ndarray, coverage: np.ndarray, mask: np.ndarray, rgb: np.ndarray, gaps: list[int],
+                 size: int) -> tuple[dict[int, list[float]], list[float]]:
+  """On one surface (its atlas coordinates uv [T, H, W, 2] and coverage [T, H, W] in each training view): the
+  read-back PSNRs per gap, and each frame's PSNR under the texture read off all frames, over the pixels the
+  surface covers inside the eroded garment mask."""
+  weight = coverage * mask
+  garment = (coverage > 0.5) & (mask > 0.5)
+  by_gap = {gap: read_back_psnr(uv, weight, garment, rgb, gap, size) for gap in gaps}
+  texture = jnp.asarray(projection.texture_from_frames(uv, weight, rgb, size))
+  all_frames = [masked_psnr(np.asarray(sampling.bilinear_sample(texture, uv[t])), rgb[t], garment[t])
+                for t in range(uv.shape[0])]
+  return by_gap, all_frames
+
+
+def cell(values: list[float]) -> str:
+  """Median (10th-90th percentile, count) of a table cell."""
+  if not values:
+    return 'no pair shares 100 pixels'
+  return f'{np.median(values):.2f} ({np.percentile(values, 10):.2f}-{np.percentile(values, 90):.2f}, {len(values)})'
+
+
 def true_cloth_uv(trained: restore.Trained, config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray] | None:
   """The true cloth's atlas coordinates [T, H, W, 2] and coverage [T, H, W] in each training view, where the
   sequence's true meshes share one vertex order (a simulator's cloth: each point of the atlas stays on one
@@ -89,41 +110,26 @@ def main(argv):
   if trained.appearance is None:
     raise app.UsageError(f'{workdir}: the appearance phase has not run; train it first (--mode=train).')
   frames = appearance_phase.appearance_frames(trained.run, trained.geometry, trained.appearance)
-  uv, rgb = np.asarray(frames.uv), np.asarray(frames.rgb, np.float32) / 255.0
-  mask = np.asarray(frames.mask)
-  garment = (np.asarray(frames.coverage) > 0.5) & (mask > 0.5)
+  uv, coverage = np.asarray(frames.uv), np.asarray(frames.coverage)
+  rgb, mask = np.asarray(frames.rgb, np.float32) / 255.0, np.asarray(frames.mask)
   size = config.appearance.texture_size
-  truth = true_cloth_uv(trained, config)
   gaps = [int(g) for g in _GAPS.value]
-  fitted = {gap: read_back_psnr(uv, np.asarray(frames.coverage) * mask, garment, rgb, gap, size) for gap in gaps}
-  if truth is not None:
-    true_uv, true_coverage = truth
-    true_rows = {gap: read_back_psnr(true_uv, true_coverage * mask, (true_coverage > 0.5) & (mask > 0.5), rgb, gap,
-                                     size) for gap in gaps}
-    true_all = projection.texture_from_frames(true_uv, true_coverage * mask, rgb, size)
-    true_start = [masked_psnr(np.asarray(sampling.bilinear_sample(jnp.asarray(true_all), true_uv[t])), rgb[t],
-                              (true_coverage[t] > 0.5) & (mask[t] > 0.5)) for t in range(uv.shape[0])]
+  fitted, fitted_all = surface_psnr(uv, coverage, mask, rgb, gaps, size)
+  truth = true_cloth_uv(trained, config)
+  true_rows, true_all = surface_psnr(*truth, mask, rgb, gaps, size) if truth is not None else (None, None)
   module = texture_lib.dynamic_texture_from_config(config.appearance)
-  all_frames = projection.texture_from_frames(frames.uv, frames.coverage * frames.mask, rgb, size)
-  start, final = [], []
-  for t in range(uv.shape[0]):
-    start.append(masked_psnr(np.asarray(sampling.bilinear_sample(jnp.asarray(all_frames), uv[t])), rgb[t], garment[t]))
-    shaded = appearance_phase.shade(module, trained.appearance.params, frames.uv[t], frames.code[t], 1.0,
-                                    frames.pixels[t])
-    final.append(masked_psnr(np.asarray(shaded), rgb[t], garment[t]))
-  def cell(values):
-    if not values:
-      return 'no pair shares 100 pixels'
-    return f'{np.median(values):.2f} ({np.percentile(values, 10):.2f}-{np.percentile(values, 90):.2f}, {len(values)})'
-
+  garment = (coverage > 0.5) & (mask > 0.5)
+  final = [masked_psnr(np.asarray(appearance_phase.shade(module, trained.appearance.params, frames.uv[t],
+                                                         frames.code[t], 1.0, frames.pixels[t])), rgb[t], garment[t])
+           for t in range(uv.shape[0])]
   print(f'{workdir}: PSNR (dB) over the garment pixels of the training view, median over frames or frame pairs '
         '(10th-90th percentile, count; a pair counts where at least 100 pixels were seen by both frames)\n')
   print('| texture | on the fitted surface | on the true cloth |\n|---|---|---|')
   for gap in gaps:
     true_cell = cell(true_rows[gap]) if truth is not None else '-'
     print(f'| one frame read, drawn {gap} frame{"" if gap == 1 else "s"} later | {cell(fitted[gap])} | {true_cell} |')
-  print(f'| all frames read (where the appearance phase starts) | {cell(start)} | '
-        f'{cell(true_start) if truth is not None else "-"} |')
+  print(f'| all frames read (where the appearance phase starts) | {cell(fitted_all)} | '
+        f'{cell(true_all) if truth is not None else "-"} |')
   print(f'| trained (static + dynamic) | {cell(final)} | |')
 
 

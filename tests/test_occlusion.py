@@ -41,9 +41,8 @@ def _mask_term_gradients() -> tuple[dict[str, np.ndarray], float]:
                             ssim_weight=0.0, mask_weight=0.4, shading_erode=0, shading_region='mask',
                             jacobian_weight=0.0, jacobian_visible_only=True, smoothness_weight=0.0,
                             penetration_weight=0.0, penetration_margin=0.0, posed_penetration_weight=0.0,
-                            depth_weight=0.0, depth_pairs=1,
-                            depth_box=1, depth_margin=0.0, depth_min_gap=0.0, depth_pairs_in_mask=True,
-                            depth_correlation_weight=0.0)
+                            depth_weight=0.0, depth_pairs=1, depth_box=1, depth_margin=0.0, depth_min_gap=0.0,
+                            depth_pairs_in_mask=True, depth_correlation_weight=0.0)
   pairs = losses.DepthPairs(jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32), jnp.zeros(1))
 
   @jax.jit

@@ -6,8 +6,8 @@ and ground truth exact), one short run beats the LBS-only baseline.
 It fails if a problem of issue 11 comes back (an inward template fitted inside out, a fit that ends
 worse in 3-D than the undeformed template) or if a tracker's error undoes the fit: Chamfer and normal
 consistency in every third of the sequence (issue 19). Measured on 2026-12-07 (one face capacity for the
-whole run, XLA's default optimisation level; tests/conftest.py): Chamfer 0.27 / 0.22 / 0.61 of the baseline's, normal consistency 0.829 / 0.852 / 0.782 against
-0.812 / 0.792 / 0.764.
+whole run, XLA's default optimisation level; tests/conftest.py): Chamfer 0.27 / 0.22 / 0.61 of the
+baseline's, normal consistency 0.829 / 0.852 / 0.782 against 0.812 / 0.792 / 0.764.
 """
 
 import json
@@ -47,7 +47,7 @@ def quality_config(path: pathlib.Path):
   config.train.num_epochs = 40
   config.train.warmup_epochs = 8
   config.remesh.epochs = (20,)
-  config.remesh.capacity_multiple = 1024  # 512 faces, 798 after the remesh: one capacity, one compile per phase.
+  config.remesh.capacity_multiple = 1024  # 512 faces, ~800 after the remesh: one capacity, one compile per phase.
   config.geometry.hash_log2_table_size = 10
   config.appearance.enabled = False
   config.train.checkpoint_every_steps = 10_000

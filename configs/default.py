@@ -117,6 +117,10 @@ def get_config() -> ml_collections.ConfigDict:
   # (the paper: 0, none): relative depth is known up to scale and shift; every garment pixel, where the ranking term
   # has 50 pairs (losses.depth_correlation_loss; benchmarks/README.md, "Dense depth").
   config.loss.texture_erode = 2  # Texture loss mask = garment mask eroded by this many pixels.
+  config.loss.photometric_weight = 3.0  # Photometric term (the paper: none; 0 turns it off): the frame's colours
+  # against one colour per rest point shared by all frames (config.cloth_colour), so that a point of the template shows
+  # the same cloth in every frame instead of sliding over it (geometry/cloth_colour.py; losses.photometric_loss).
+  config.loss.photometric_pixels = 4096  # Garment pixels per frame the photometric term compares, drawn anew each step.
 
   # Geometry optimisation (section 5).
   config.train = ml_collections.ConfigDict()
@@ -130,6 +134,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.network_lr = 1.5e-3  # Dynamic field learning rate at step 0.
   config.train.network_lr_end = 1.6e-7  # Dynamic field learning rate after network_lr_steps.
   config.train.network_lr_steps = 140_000  # Decay length of the network learning rate.
+  config.train.colour_lr = 1e-2  # Learning rate of the cloth's colour field (constant; loss.photometric_weight > 0).
   config.train.vertex_noise_std = 0.0  # Noise on skinned vertices (m), decays linearly to 0 (off in the paper).
   config.train.vertex_noise_steps = 120_000  # Decay length of the vertex noise.
   config.train.pose_noise_std = 0.0  # Noise on the geometry pose code (off in the paper).
@@ -141,6 +146,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.keep_checkpoints = 3  # Checkpoints kept on disk.
   config.train.log_every_steps = 50  # Scalar logging interval (TensorBoard and progress bar).
   config.train.image_every_steps = 1000  # Interval of preview images in TensorBoard.
+
+  # The cloth's colour over the rest surface, read by the photometric term (loss.photometric_weight; not the texture of
+  # the appearance phase): a hash grid over the rest position in the template's bounding cube and a small MLP.
+  config.cloth_colour = ml_collections.ConfigDict()
+  config.cloth_colour.hash_levels = 8  # Levels of the hash grid.
+  config.cloth_colour.hash_features = 2  # Features per level.
+  config.cloth_colour.hash_log2_table_size = 16  # log2 table size per level.
+  config.cloth_colour.hash_base_resolution = 8  # Coarsest resolution (cells per side of the cube).
+  config.cloth_colour.hash_growth = 1.5  # Growth per level: the finest level has 8 x 1.5^7 = 137 cells per side.
+  config.cloth_colour.mlp_width = 32  # MLP width (16 -> 32 -> 3).
+  config.cloth_colour.mlp_depth = 1  # MLP hidden layers.
 
   # Adaptive remeshing (section 6).
   config.remesh = ml_collections.ConfigDict()

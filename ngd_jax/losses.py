@@ -161,6 +161,23 @@ class DepthPairs(NamedTuple):
   valid: Float[Array, 'N']  # 1 where the pair counts.
 
 
+def sample_mask_pixels(key: Array, mask: Float[Array, 'H W'], count: int) -> Int[Array, 'N']:
+  """Flat indices of `count` pixels drawn uniformly (with replacement) from the mask; an empty mask gives the
+  whole image. Inverse CDF: one cumsum instead of categorical's [count, H W] Gumbel draws
+  (benchmarks/README.md, "Proposals, ranked by measured gain", proposal 2)."""
+  inside = (mask.reshape(-1) > 0.5).astype(jnp.float32)
+  cdf = jnp.cumsum(jnp.where(jnp.any(inside > 0), inside, 1.0))
+  return jnp.searchsorted(cdf, jax.random.uniform(key, (count,)) * cdf[-1], side='right')
+
+
+def photometric_loss(colour: Float[Array, 'N 3'], rgb: Float[Array, 'N 3'], valid: Float[Array, 'N'],
+                     epsilon: float = 0.01) -> Array:
+  """Mean Charbonnier distance sqrt(d^2 + eps^2) - eps over the valid samples' channels (0 without any): L1's
+  robustness to the light on the cloth changing between frames, smooth where the colours agree."""
+  distance = jnp.sqrt((colour - rgb)**2 + epsilon**2) - epsilon
+  return jnp.sum(valid[:, None] * distance) / jnp.maximum(3.0 * jnp.sum(valid), 1.0)
+
+
 def sample_depth_pairs(
     key: Array, mask: Float[Array, 'H W'], num_pairs: int, box: int, in_mask: bool
 ) -> DepthPairs:
@@ -173,12 +190,7 @@ def sample_depth_pairs(
   height, width = mask.shape
   key_first, key_offset = jax.random.split(key)
   if in_mask:
-    # Inverse CDF over the mask (uniform over its pixels; an empty mask gives the whole image):
-    # one cumsum instead of categorical's [num_pairs, H W] Gumbel draws (benchmarks/README.md,
-    # "Proposals, ranked by measured gain", proposal 2).
-    inside = (mask.reshape(-1) > 0.5).astype(jnp.float32)
-    cdf = jnp.cumsum(jnp.where(jnp.any(inside > 0), inside, 1.0))
-    first = jnp.searchsorted(cdf, jax.random.uniform(key_first, (num_pairs,)) * cdf[-1], side='right')
+    first = sample_mask_pixels(key_first, mask, num_pairs)
   else:
     first = jax.random.randint(key_first, (num_pairs,), 0, height * width)
   row_a, col_a = first // width, first % width

@@ -73,6 +73,9 @@ class GarmentModel:
   # the Poisson solve (the DGarment-style baseline of issue 11); config.geometry.parameterization.
   parameterization: str = 'jacobian'
   cg_warm_start: bool = True  # config.geometry.cg_warm_start: False ignores the x0 of solve().
+  # The cloth's colour over the rest surface that the photometric term compares the frames with (params['colour']);
+  # None where config.loss.photometric_weight is 0.
+  colour_field: geometry.ClothColour | None = None
 
   @property
   def warm_starts(self) -> bool:

@@ -12,7 +12,8 @@ import optax
 
 
 class GeometryOptimizer(NamedTuple):
-  """Adam on J^S (with norm clipping) and on the dynamic field, each with a log-linear decay."""
+  """Adam on J^S (with norm clipping) and on the dynamic field, each with a log-linear decay; constant Adam on the
+  cloth's colour field where the run has one."""
 
   static_lr: float
   static_lr_end: float
@@ -21,6 +22,7 @@ class GeometryOptimizer(NamedTuple):
   network_lr: float
   network_lr_end: float
   network_lr_steps: int
+  colour_lr: float
   adam_eps: float
 
   @classmethod
@@ -47,7 +49,8 @@ def log_linear(start: float, end: float, steps: int) -> optax.Schedule:
 
 
 def geometry_optimizer(settings: GeometryOptimizer) -> optax.GradientTransformation:
-  """Adam (the paper's eps 1e-15) on params['static'] with norm clipping, and on params['dynamic']."""
+  """Adam (the paper's eps 1e-15) on params['static'] with norm clipping, on params['dynamic'] and on
+  params['colour'] (the cloth's colour field, present where the photometric term is on)."""
   static = optax.chain(
       optax.clip_by_global_norm(settings.static_clip_norm),
       optax.adam(log_linear(settings.static_lr, settings.static_lr_end, settings.static_lr_steps),
@@ -55,8 +58,12 @@ def geometry_optimizer(settings: GeometryOptimizer) -> optax.GradientTransformat
   )
   network = optax.adam(log_linear(settings.network_lr, settings.network_lr_end, settings.network_lr_steps),
                        eps=settings.adam_eps)
-  labels = lambda params: {'static': 'static', 'dynamic': jax.tree.map(lambda _: 'dynamic', params['dynamic'])}
-  return optax.multi_transform({'static': static, 'dynamic': network}, labels)
+  colour = optax.adam(settings.colour_lr, eps=settings.adam_eps)
+
+  def labels(params):  # Each leaf by the part it belongs to.
+    return {name: jax.tree.map(lambda _: name, leaves) for name, leaves in params.items()}
+
+  return optax.multi_transform({'static': static, 'dynamic': network, 'colour': colour}, labels)
 
 
 def appearance_optimizer(settings: AppearanceOptimizer) -> optax.GradientTransformation:

@@ -41,7 +41,9 @@ class GeometryState(NamedTuple):
   """Everything the geometry phase needs to continue; what orbax saves (mesh arrays padded)."""
 
   step: Int[Array, '']  # Geometry steps done (train.frames_per_step frames each).
-  params: dict[str, Any]  # {'static': J^S [Fc, 3, 3] (displacement: offsets [Vc, 3]), 'dynamic': field variables}.
+  # {'static': J^S [Fc, 3, 3] (displacement: offsets [Vc, 3]), 'dynamic': field variables, 'colour': the cloth's colour
+  # field's variables where the photometric term is on}.
+  params: dict[str, Any]
   opt_state: Any
   rest_vertices: Float[Array, 'Vc 3']  # Current template (after remeshes), padded.
   faces: Int[Array, 'Fc 3']  # Padded with (0, 0, 0).
@@ -59,6 +61,7 @@ class TrainingFrames(NamedTuple):
   """Every training frame's images and cameras, put on the device once (indexed inside the step)."""
 
   target: Float[Array, 'T H W C']  # supervision.target_image.
+  rgb: UInt8[Array, 'T H W 3']  # The frames' colours, read by the photometric term only ([T, 0, 0, 3] without it).
   mask: UInt8[Array, 'T H W']  # Garment mask 0/1.
   hands: UInt8[Array, 'T H W']  # Hands mask 0/1.
   depth: Float[Array, 'T H W']  # Relative depth, nan = unknown.
@@ -189,7 +192,7 @@ class Run:
 
   def init_state(self, constants: Constants, key: jax.Array) -> tuple[GeometryState, model_lib.GarmentMesh]:
     """Fresh geometry state on the template: J^S = the template's Jacobians (displacement baseline:
-    zero offsets [Vc, 3]), a new network."""
+    zero offsets [Vc, 3]), a new network (and a grey cloth colour field where the photometric term is on)."""
     mesh = self.mesh_for(self.inputs.template_vertices, self.inputs.template_faces)
     ops = mesh.operators
     face_capacity, vertex_capacity = ops.faces.shape[0], ops.rest_vertices.shape[0]
@@ -197,6 +200,8 @@ class Run:
     pose_code = jnp.zeros((constants.pose_pca.components.shape[0],))
     field_params = init_module(self.model.field, key, centres, centres, pose_code)
     params = {'static': self.model.init_static(ops), 'dynamic': field_params}
+    if self.model.colour_field is not None:
+      params['colour'] = init_module(self.model.colour_field, jax.random.fold_in(key, 1), jnp.zeros((1, 3)))
     state = GeometryState(
         step=jnp.int32(0),
         params=params,
@@ -222,14 +227,21 @@ class Run:
     """Whether all training frames stay on the device (train.device_frames_max_gb); otherwise each
     step receives its own frames, put one step ahead."""
     bank = self.bank
-    size = sum(array.nbytes for array in (bank.target, bank.mask, bank.hands, bank.depth, bank.body_depth))
+    size = sum(array.nbytes for array in (bank.target, self._step_rgb(), bank.mask, bank.hands, bank.depth,
+                                          bank.body_depth))
     return size <= self.config.train.device_frames_max_gb * 1e9
+
+  def _step_rgb(self) -> np.ndarray:
+    """Host: the frames' colours as the step reads them: all of them for the photometric term, else none."""
+    rgb = self.bank.rgb
+    return rgb if self.model.colour_field is not None else rgb[:, :0, :0]
 
   def training_frames(self, ts: np.ndarray | None = None) -> TrainingFrames:
     """Host: the images and cameras of all training frames, or of frames `ts` (numpy)."""
     bank = self.bank
-    frames = TrainingFrames(bank.target, bank.mask, bank.hands, bank.depth, bank.body_depth, bank.body_points,
-                            bank.body_normals, bank.transforms, bank.world_to_clip, bank.world_to_camera)
+    frames = TrainingFrames(bank.target, self._step_rgb(), bank.mask, bank.hands, bank.depth, bank.body_depth,
+                            bank.body_points, bank.body_normals, bank.transforms, bank.world_to_clip,
+                            bank.world_to_camera)
     return frames if ts is None else jax.tree.map(lambda values: values[ts], frames)
 
   def batch(self, ts: np.ndarray, step: int, blend: float, pose_codes: np.ndarray,

@@ -74,6 +74,8 @@ class LossSettings(NamedTuple):
   depth_min_gap: float
   depth_pairs_in_mask: bool
   depth_correlation_weight: float
+  photometric_weight: float
+  photometric_pixels: int
 
   @classmethod
   def from_config(cls, loss_config: ml_collections.ConfigDict) -> 'LossSettings':
@@ -90,6 +92,7 @@ class FrameImages(NamedTuple):
   """The supervision of one frame, as the losses read it."""
 
   target: Float[Array, 'H W C']  # supervision.target_image.
+  rgb: Float[Array, 'H W 3']  # The frame's colours in [0, 1] ([0, 0, 3] without the photometric term).
   mask: Float[Array, 'H W']
   hands: Float[Array, 'H W']
   depth: Float[Array, 'H W']  # nan = unknown.
@@ -99,8 +102,25 @@ class FrameImages(NamedTuple):
 
 
 def frame_images(frames: run_lib.TrainingFrames, t: Int[Array, '']) -> FrameImages:
-  return FrameImages(frames.target[t], frames.mask[t].astype(jnp.float32), frames.hands[t].astype(jnp.float32),
-                     frames.depth[t], frames.body_depth[t], frames.body_points[t], frames.body_normals[t])
+  return FrameImages(frames.target[t], frames.rgb[t].astype(jnp.float32) / 255.0, frames.mask[t].astype(jnp.float32),
+                     frames.hands[t].astype(jnp.float32), frames.depth[t], frames.body_depth[t], frames.body_points[t],
+                     frames.body_normals[t])
+
+
+def photometric_term(colour_field: geometry.ClothColour, colour_params: dict[str, Any], out: render.GarmentRender,
+                     rest_vertices: Float[Array, 'Vc 3'], faces: Int[Array, 'Fc 3'], images: FrameImages, key: jax.Array,
+                     count: int) -> jax.Array:
+  """The photometric term, unweighted (losses.photometric_loss): at `count` pixels drawn from the garment mask,
+  the frame's colour against the cloth's colour at the rest point the render draws there (its barycentrics,
+  so the gradient moves the posed points along the surface). Pixels count where the render covers them whole
+  with the garment's front (no antialiased edge, no inside of the cloth) and no hand hides them."""
+  pixels = losses.sample_mask_pixels(key, images.mask, count)
+  rast = out.rast.reshape(-1, 4)[pixels][None]  # [1, N, 4]: the drawn pixels as a one-row image.
+  rest = render.interpolate(rest_vertices, rast, faces)[0]
+  colour = colour_field.apply(colour_params, geometry.unit_box(rest, rest_vertices))
+  valid = (out.alpha.reshape(-1)[pixels] > 0.999) & (images.hands.reshape(-1)[pixels] < 0.5)
+  return losses.photometric_loss(colour, images.rgb.reshape(-1, 3)[pixels],
+                                 jax.lax.stop_gradient(valid.astype(jnp.float32)))
 
 
 def image_terms(
@@ -169,7 +189,7 @@ def frame_losses(
 # and the final Poisson solve's relative residual, CG iterations and whether CG stopped at its cap
 # (0 for the direct solvers), each a mean over the step's frames.
 METRICS = ('huber', 'ssim', 'mask', 'jacobian', 'smoothness', 'penetration', 'posed_penetration', 'depth',
-           'depth_correlation', 'total', 'static_grad_norm', 'poisson_residual', 'poisson_iterations', 'poisson_capped')
+           'depth_correlation', 'photometric', 'total', 'static_grad_norm', 'poisson_residual', 'poisson_iterations', 'poisson_capped')
 
 
 class FrameOutputs(NamedTuple):
@@ -211,7 +231,8 @@ def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'] |
   def frame_loss(params, probe, i):
     images = frame_images(frames, batch.slot[i])
     draw = batch.step * frames_per_step + offset + i
-    key_noise, key_pairs = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(batch.seed), draw))
+    key_frame = jax.random.fold_in(jax.random.PRNGKey(batch.seed), draw)
+    key_noise, key_pairs = jax.random.split(key_frame)
     pairs = losses.sample_depth_pairs(key_pairs, images.mask, loss.depth_pairs, loss.depth_box,
                                       loss.depth_pairs_in_mask)
     t = batch.t[i]
@@ -223,6 +244,10 @@ def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'] |
     out = model.render(mesh, deformation.posed + noise, frame)
     terms = frame_losses(out, deformation, probe, images, mesh, pairs, loss=loss, dynamic=dynamic,
                          use_depth=settings.use_depth)
+    if model.colour_field is not None:
+      terms['photometric'] = loss.photometric_weight * photometric_term(
+          model.colour_field, params['colour'], out, mesh.operators.rest_vertices, mesh.operators.faces, images,
+          jax.random.fold_in(key_frame, 1), loss.photometric_pixels)
     return terms, out.rast, deformation.canonical, deformation.solve
 
   def loss_fn(params, probes):

@@ -1,5 +1,8 @@
-"""geometry: mesh operators, Poisson solve, Jacobian fields, pose code, garment templates."""
+"""geometry: mesh operators, Poisson solve, Jacobian fields, the cloth's colour over the rest surface, pose code,
+garment templates."""
 
+from ngd_jax.geometry.cloth_colour import ClothColour
+from ngd_jax.geometry.cloth_colour import unit_box
 from ngd_jax.geometry.fields import DynamicJacobianField
 from ngd_jax.geometry.fields import dynamic_field_from_config
 from ngd_jax.geometry.fields import FieldBounds

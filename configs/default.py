@@ -117,9 +117,11 @@ def get_config() -> ml_collections.ConfigDict:
   # (the paper: 0, none): relative depth is known up to scale and shift; every garment pixel, where the ranking term
   # has 50 pairs (losses.depth_correlation_loss; benchmarks/README.md, "Dense depth").
   config.loss.texture_erode = 2  # Texture loss mask = garment mask eroded by this many pixels.
-  config.loss.photometric_weight = 3.0  # Photometric term (the paper: none; 0 turns it off): the frame's colours
-  # against one colour per rest point shared by all frames (config.cloth_colour), so that a point of the template shows
-  # the same cloth in every frame instead of sliding over it (geometry/cloth_colour.py; losses.photometric_loss).
+  config.loss.photometric_weight = 0.0  # Photometric term (the paper: none; 3 is the measured setting, off by
+  # default: the texture gains up to 2 dB where drawn, the shape moves both ways): the frame's colours against one
+  # colour per rest point shared by all frames (config.cloth_colour), so that a point of the template shows the same
+  # cloth in every frame instead of sliding over it (geometry/cloth_colour.py; losses.photometric_loss;
+  # benchmarks/README.md, "Photometric term").
   config.loss.photometric_pixels = 4096  # Garment pixels per frame the photometric term compares, drawn anew each step.
 
   # Geometry optimisation (section 5).

@@ -194,7 +194,8 @@ def make_model(config: ml_collections.ConfigDict, resolution: tuple[int, int]) -
       backend=config.render.backend,
       antialias=config.render.antialias,
       parameterization=config.geometry.parameterization,
-      colour_field=geometry.ClothColour.from_config(config.cloth_colour) if config.loss.photometric_weight > 0 else None,
+      colour_field=(geometry.ClothColour.from_config(config.cloth_colour) if config.loss.photometric_weight > 0
+                    else None),
   )
 
 

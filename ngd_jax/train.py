@@ -108,8 +108,8 @@ def frame_images(frames: run_lib.TrainingFrames, t: Int[Array, '']) -> FrameImag
 
 
 def photometric_term(colour_field: geometry.ClothColour, colour_params: dict[str, Any], out: render.GarmentRender,
-                     rest_vertices: Float[Array, 'Vc 3'], faces: Int[Array, 'Fc 3'], images: FrameImages, key: jax.Array,
-                     count: int) -> jax.Array:
+                     rest_vertices: Float[Array, 'Vc 3'], faces: Int[Array, 'Fc 3'], images: FrameImages,
+                     key: jax.Array, count: int) -> jax.Array:
   """The photometric term, unweighted (losses.photometric_loss): at `count` pixels drawn from the garment mask,
   the frame's colour against the cloth's colour at the rest point the render draws there (its barycentrics,
   so the gradient moves the posed points along the surface). Pixels count where the render covers them whole
@@ -189,7 +189,8 @@ def frame_losses(
 # and the final Poisson solve's relative residual, CG iterations and whether CG stopped at its cap
 # (0 for the direct solvers), each a mean over the step's frames.
 METRICS = ('huber', 'ssim', 'mask', 'jacobian', 'smoothness', 'penetration', 'posed_penetration', 'depth',
-           'depth_correlation', 'photometric', 'total', 'static_grad_norm', 'poisson_residual', 'poisson_iterations', 'poisson_capped')
+           'depth_correlation', 'photometric', 'total', 'static_grad_norm', 'poisson_residual', 'poisson_iterations',
+           'poisson_capped')
 
 
 class FrameOutputs(NamedTuple):

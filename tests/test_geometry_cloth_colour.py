@@ -1,4 +1,5 @@
-"""The cloth's colour field and the photometric term that reads it (geometry/cloth_colour.py, train.photometric_term)."""
+"""The cloth's colour field and the photometric term that reads it (geometry/cloth_colour.py,
+train.photometric_term)."""
 
 import flax.linen as nn
 import jax

@@ -42,14 +42,16 @@ def _mask_term_gradients() -> tuple[dict[str, np.ndarray], float]:
                             jacobian_weight=0.0, jacobian_visible_only=True, smoothness_weight=0.0,
                             penetration_weight=0.0, penetration_margin=0.0, posed_penetration_weight=0.0,
                             depth_weight=0.0, depth_pairs=1, depth_box=1, depth_margin=0.0, depth_min_gap=0.0,
-                            depth_pairs_in_mask=True, depth_correlation_weight=0.0)
+                            depth_pairs_in_mask=True, depth_correlation_weight=0.0, photometric_weight=0.0,
+                            photometric_pixels=1)
   pairs = losses.DepthPairs(jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32), jnp.zeros(1))
 
   @jax.jit
   def gradient(points, hidden_pixels, body_depth):
     # The mask is the camera's view of the tube, antialiased as the render's own edges are.
     mask = garment.alpha[..., 0] * (1.0 - hidden_pixels)
-    images = train.FrameImages(target=jnp.zeros(model.resolution + (1,)), mask=mask, hands=jnp.zeros_like(mask),
+    images = train.FrameImages(target=jnp.zeros(model.resolution + (1,)), rgb=jnp.zeros((0, 0, 3)), mask=mask,
+                               hands=jnp.zeros_like(mask),
                                depth=jnp.full(model.resolution, jnp.nan), body_depth=body_depth,
                                body_points=jnp.zeros((0, 3)), body_normals=jnp.zeros((0, 3)))
 

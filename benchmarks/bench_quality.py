@@ -37,7 +37,8 @@ Variants (each a full run: geometry, appearance, evaluation):
   shading_image (only when asked for) ngd with loss.shading_region 'image': drawing off the mask costs shading too;
   no_depth_correlation (only when asked for) ngd without the dense depth term (loss.depth_correlation_weight 0);
   depth_correlation_low, depth_correlation_high (only when asked for) its weight at 0.25 and 1.0 instead of 0.5;
-  photometric   (only when asked for) ngd with the photometric term (loss.photometric_weight 3);
+  photometric, photometric_low (only when asked for) ngd with the photometric term (loss.photometric_weight 3,
+                and 1);
   paper         (only when asked for) the paper's settings: those, and the centroid anchor, no priors,
                 J^S rate 1.5e-3.
 Every evaluation also measures the LBS-only baseline: its own template skinned, no deformation.
@@ -105,6 +106,7 @@ VARIANTS = {
     'posed_penetration_low': {'loss.posed_penetration_weight': 100.0},  # A tenth of the default: its sensitivity.
     # Not run by default: with the photometric term (a template point held to one point of the cloth).
     'photometric': {'loss.photometric_weight': 3.0},
+    'photometric_low': {'loss.photometric_weight': 1.0},  # A third of it: its sensitivity.
     'paper': {**BEFORE_ISSUE19, 'geometry.anchor': 'centroid', 'loss.smoothness_weight': 0.0,
               'loss.penetration_weight': 0.0, 'train.static_lr': 1.5e-3},
 }

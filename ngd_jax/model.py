@@ -188,15 +188,6 @@ class GarmentModel:
     no_solve = geometry.SolveInfo(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
     return Deformation(jacobians, dyn, canonical, self.skin(mesh, canonical, frame), no_solve)
 
-  def per_frame_canonical(self, mesh: GarmentMesh, deformation: Deformation, x0: Array | None = None) -> Array:
-    """deformation.canonical with the gradient w.r.t. the shared part (J^S, or the static offsets) removed: what a
-    term about one frame alone moves (the photometric term: where the cloth went in that frame) without reshaping
-    the garment every frame shares. Zero gradient during warm-up (no J^D); one more solve otherwise."""
-    if self.parameterization == 'displacement':
-      return jax.lax.stop_gradient(deformation.canonical - deformation.dynamic) + deformation.dynamic
-    shared = jax.lax.stop_gradient(deformation.jacobians - deformation.dynamic)
-    return self.solve(mesh, shared + deformation.dynamic, x0)
-
   def render(self, mesh: GarmentMesh, posed: Array, frame: FrameInputs) -> render.GarmentRender:
     return render.render_garment(
         posed,

@@ -107,25 +107,18 @@ def frame_images(frames: run_lib.TrainingFrames, t: Int[Array, '']) -> FrameImag
                      frames.body_normals[t])
 
 
-def photometric_term(colour_field: geometry.ClothColour, colour_params: dict[str, Any],
-                     posed: Float[Array, 'Vc 3'], out: render.GarmentRender, rest_vertices: Float[Array, 'Vc 3'],
-                     faces: Int[Array, 'Fc 3'], world_to_clip: Float[Array, '4 4'], images: FrameImages,
+def photometric_term(colour_field: geometry.ClothColour, colour_params: dict[str, Any], out: render.GarmentRender,
+                     rest_vertices: Float[Array, 'Vc 3'], faces: Int[Array, 'Fc 3'], images: FrameImages,
                      key: jax.Array, count: int) -> jax.Array:
   """The photometric term, unweighted (losses.photometric_loss): at `count` pixels drawn from the garment mask,
-  the frame's colour against the cloth's colour at the rest point the render draws there.
-
-  The rest point interpolates the rest corners of the triangle `out` draws at the pixel with its barycentrics
-  there, recomputed from `posed` (the vertices `out` was rendered from, their gradient reaching only what the
-  caller lets through: the frame's own deformation), so the gradient moves the frame's points to where their
-  colour is. Pixels count where the render covers them whole with the garment's front (no antialiased edge, no
-  inside of the cloth) and no hand hides them."""
+  the frame's colour against the cloth's colour at the rest point the render draws there (its barycentrics,
+  so the gradient moves the posed points along the surface). Pixels count where the render covers them whole
+  with the garment's front (no antialiased edge, no inside of the cloth) and no hand hides them."""
   pixels = losses.sample_mask_pixels(key, images.mask, count)
-  ids = jax.lax.stop_gradient(out.rast.reshape(-1, 4)[pixels, 3]).astype(jnp.int32) - 1
-  uv = render.pixel_barycentrics(render.to_clip(posed, world_to_clip), faces, ids, pixels, out.rast.shape[:2])
-  corners = rest_vertices[faces][jnp.maximum(ids, 0)]  # [N, 3 corners, 3]
-  rest = uv[:, :1] * corners[:, 0] + uv[:, 1:] * corners[:, 1] + (1.0 - uv[:, :1] - uv[:, 1:]) * corners[:, 2]
+  rast = out.rast.reshape(-1, 4)[pixels][None]  # [1, N, 4]: the drawn pixels as a one-row image.
+  rest = render.interpolate(rest_vertices, rast, faces)[0]
   colour = colour_field.apply(colour_params, geometry.unit_box(rest, rest_vertices))
-  valid = (ids >= 0) & (out.alpha.reshape(-1)[pixels] > 0.999) & (images.hands.reshape(-1)[pixels] < 0.5)
+  valid = (out.alpha.reshape(-1)[pixels] > 0.999) & (images.hands.reshape(-1)[pixels] < 0.5)
   return losses.photometric_loss(colour, images.rgb.reshape(-1, 3)[pixels],
                                  jax.lax.stop_gradient(valid.astype(jnp.float32)))
 
@@ -253,11 +246,8 @@ def _frames_gradient(params: dict[str, Any], solutions: Float[Array, 'T Vc 3'] |
     terms = frame_losses(out, deformation, probe, images, mesh, pairs, loss=loss, dynamic=dynamic,
                          use_depth=settings.use_depth)
     if model.colour_field is not None:
-      # The same vertices, their gradient reaching the frame's own J^D only: where the cloth went in this frame.
-      canonical = model.per_frame_canonical(mesh, deformation, None if solutions is None else solutions[t])
       terms['photometric'] = loss.photometric_weight * photometric_term(
-          model.colour_field, params['colour'], model.skin(mesh, canonical, frame) + noise, out,
-          mesh.operators.rest_vertices, mesh.operators.faces, frame.world_to_clip, images,
+          model.colour_field, params['colour'], out, mesh.operators.rest_vertices, mesh.operators.faces, images,
           jax.random.fold_in(key_frame, 1), loss.photometric_pixels)
     return terms, out.rast, deformation.canonical, deformation.solve
 

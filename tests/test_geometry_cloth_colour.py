@@ -50,7 +50,7 @@ def _photometric(posed, rest, faces, rgb, key):
   images = train.FrameImages(target=jnp.zeros(_SIZE + (1,)), rgb=rgb, mask=mask, hands=jnp.zeros(_SIZE),
                              depth=jnp.full(_SIZE, jnp.nan), body_depth=jnp.full(_SIZE, jnp.inf),
                              body_points=jnp.zeros((0, 3)), body_normals=jnp.zeros((0, 3)))
-  return out, train.photometric_term(_Stripes(), {}, posed, out, rest, faces, world_to_clip, images, key, 2048)
+  return out, train.photometric_term(_Stripes(), {}, out, rest, faces, images, key, 2048)
 
 
 def test_unit_box_is_a_cube_around_the_rest_template_and_ignores_padding():

@@ -195,18 +195,6 @@ def test_rast_layout_and_barycentrics():
   assert rows.min() >= 2 and rows.max() == 17
 
 
-def test_pixel_barycentrics_are_the_rasters_at_those_pixels():
-  """A few flat pixel indices (background among them) give rasterize's (u, v) there, and (0, 0) off the triangles."""
-  clip, faces = _random_scene(np.random.default_rng(3), 'large', num_faces=3)
-  clip = jnp.asarray(clip, jnp.float32)
-  rast = np.asarray(render.rasterize(clip, faces, (24, 32)))
-  pixels = np.random.default_rng(4).choice(24 * 32, 200, replace=False)
-  ids = rast.reshape(-1, 4)[pixels, 3].astype(np.int32) - 1
-  assert (ids >= 0).sum() > 50 and (ids < 0).sum() > 5
-  uv = render.pixel_barycentrics(clip, jnp.asarray(faces), jnp.asarray(ids), jnp.asarray(pixels), (24, 32))
-  np.testing.assert_allclose(np.asarray(uv), rast.reshape(-1, 4)[pixels, :2], atol=1e-6)
-
-
 def test_bad_input_and_missing_library(monkeypatch):
   with pytest.raises(ValueError, match='backend'):
     render.rasterize(jnp.zeros((3, 4)), np.array([[0, 1, 2]]), (8, 8), 'opengl')

@@ -5,7 +5,6 @@ from ngd_jax.render.antialiasing import build_topology
 from ngd_jax.render.antialiasing import Topology
 from ngd_jax.render.camera import camera_to_clip
 from ngd_jax.render.rasterizer import interpolate
-from ngd_jax.render.rasterizer import pixel_barycentrics
 from ngd_jax.render.rasterizer import rasterize
 from ngd_jax.render.sampling import bilinear_sample
 from ngd_jax.render.shading import ColorRender
@@ -16,6 +15,6 @@ from ngd_jax.render.shading import to_clip
 
 __all__ = [
     'antialias', 'bilinear_sample', 'build_topology', 'camera_to_clip', 'ColorRender', 'GarmentRender',
-    'interpolate', 'pixel_barycentrics', 'rasterize', 'render_colors', 'render_garment', 'to_clip',
+    'interpolate', 'rasterize', 'render_colors', 'render_garment', 'to_clip',
     'Topology',
 ]

@@ -75,41 +75,23 @@ def _check_resolution(resolution) -> Resolution:
 
 def _barycentrics(clip_pos: Float[Array, 'V 4'], faces: Int[Array, 'F 3'],
                   ids: Int[Array, 'H W']) -> Float[Array, 'H W 2']:
-  """Perspective-correct (u, v) of the triangle `ids` (-1 background) at every pixel centre."""
-  height, width = ids.shape
-  centres = screen.ndc_centres(height, width)
-  return _barycentrics_at(clip_pos, faces, ids, centres.x[None, :], centres.y[:, None])
+  """Perspective-correct (u, v) of the triangle `ids` (-1 background), differentiable in clip_pos.
 
-
-def _barycentrics_at(clip_pos: Float[Array, 'V 4'], faces: Int[Array, 'F 3'], ids: Int[Array, '*P'],
-                     x: Float[Array, '*P'], y: Float[Array, '*P']) -> Float[Array, '*P 2']:
-  """Perspective-correct (u, v) of the triangle `ids` (-1 background) at NDC points (x, y) (broadcast against
-  ids), differentiable in clip_pos.
-
-  b_i = a_i / (a_0 + a_1 + a_2) with a_i the edge function e_i at the point (fx, fy)
+  b_i = a_i / (a_0 + a_1 + a_2) with a_i the edge function e_i at the pixel centre (fx, fy)
   (docs/notes.md): the constant term of the edge functions of the corners moved to
   q_i = (x_i - fx w_i, y_i - fy w_i), so a_0 = q_1 x q_2 subtracts before it multiplies, which
   keeps the precision of small triangles far from the image centre.
   """
+  height, width = ids.shape
+  centres = screen.ndc_centres(height, width)
   valid = ids >= 0
   # Gather per face first, then per pixel: the backward pass scatters into [F, 3, 3] once.
-  v = clip_pos[faces][:, :, np.array([0, 1, 3])][jnp.maximum(ids, 0)]  # [*P, 3, (x, y, w)]
-  qx = v[..., 0] - x[..., None] * v[..., 2]
-  qy = v[..., 1] - y[..., None] * v[..., 2]
+  v = clip_pos[faces][:, :, np.array([0, 1, 3])][jnp.maximum(ids, 0)]  # [H, W, 3, (x, y, w)]
+  qx = v[..., 0] - centres.x[None, :, None] * v[..., 2]
+  qy = v[..., 1] - centres.y[:, None, None] * v[..., 2]
   a = screen.edge_functions(qx, qy, v[..., 2]).a
   den = jnp.where(valid, a[..., 0] + a[..., 1] + a[..., 2], 1.0)
   return jnp.where(valid[..., None], a[..., :2] / den[..., None], 0.0)
-
-
-def pixel_barycentrics(clip_pos: Float[Array, 'V 4'], faces: Int[Array, 'F 3'], ids: Int[Array, 'N'],
-                       pixels: Int[Array, 'N'], resolution: tuple[int, int]) -> Float[Array, 'N 2']:
-  """(u, v) of triangles `ids` (-1: none) at the centres of flat pixel indices `pixels` of an image of
-  `resolution`: what rasterize's (u, v) holds there, for a few pixels and from clip positions of the caller's
-  choosing (the photometric term's, whose gradient reaches the per-frame deformation only)."""
-  height, width = resolution
-  centres = screen.ndc_centres(height, width)
-  return _barycentrics_at(clip_pos, faces, ids, jnp.asarray(centres.x)[pixels % width],
-                          jnp.asarray(centres.y)[pixels // width])
 
 
 def _rasterize_one(clip_pos, faces, resolution, kernel):

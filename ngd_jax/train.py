@@ -111,9 +111,10 @@ def photometric_term(colour_field: geometry.ClothColour, colour_params: dict[str
                      rest_vertices: Float[Array, 'Vc 3'], faces: Int[Array, 'Fc 3'], images: FrameImages,
                      key: jax.Array, count: int) -> jax.Array:
   """The photometric term, unweighted (losses.photometric_loss): at `count` pixels drawn from the garment mask,
-  the frame's colour against the cloth's colour at the rest point the render draws there (its barycentrics,
-  so the gradient moves the posed points along the surface). Pixels count where the render covers them whole
-  with the garment's front (no antialiased edge, no inside of the cloth) and no hand hides them."""
+  the frame's colour against the cloth's colour at the rest point the render draws there (its barycentrics, so
+  the gradient moves the posed points to where their colour is, along the surface or off it). Pixels count
+  where the render covers them whole with the garment's front (no antialiased edge, no inside of the cloth) and
+  no hand hides them."""
   pixels = losses.sample_mask_pixels(key, images.mask, count)
   rast = out.rast.reshape(-1, 4)[pixels][None]  # [1, N, 4]: the drawn pixels as a one-row image.
   rest = render.interpolate(rest_vertices, rast, faces)[0]

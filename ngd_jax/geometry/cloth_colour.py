@@ -4,9 +4,9 @@ the cloth in every frame (the photometric term, docs/method.md section 4, config
 Silhouettes, shading and depth fix the garment's shape, not where each of its points goes on it: a skirt
 turned about its own axis renders the same. One colour per rest point, shared by all frames, can only
 explain the frames' pictures if the same point of the template shows the same cloth in every frame; its
-gradient through the rasterizer's barycentrics moves the points along the surface to where their colour
-is. The rest template only gains midpoints and flips under remeshing, so its bounding box, and a point's
-place in it, do not change: the field needs no transfer.
+gradient through the rasterizer's barycentrics moves the points to where their colour is. The rest template
+only gains midpoints and flips under remeshing, so its bounding box, and a point's place in it, do not change:
+the field needs no transfer.
 """
 
 import flax.linen as nn
